@@ -1,0 +1,1 @@
+"""Accounts: streamers, friends and admins; passwords, access and refresh tokens."""

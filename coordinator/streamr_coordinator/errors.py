@@ -1,0 +1,148 @@
+"""One JSON error shape for every 4xx and 5xx, with a message a person can act on.
+
+Every error body looks like::
+
+    {"error": {"status": 409, "code": "invalid_transition",
+               "message": "...what was wrong and what to do...", "details": {...}}}
+
+Validation errors never echo the submitted input: it may be a password or a key.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("streamr.errors")
+
+
+class AppError(Exception):
+    """An error the client can fix; raised by service code, rendered by the handler below."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, **kwargs: Any):
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(AppError):
+    status = 410
+    code = "gone"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "unavailable"
+
+
+def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message, details), status, headers=headers)
+
+
+def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+    details = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        where = ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path"} else loc)
+        if err.get("type") == "json_invalid":
+            message = "the request body is not valid JSON; send a JSON object"
+            where = "body"
+        elif err.get("type") == "missing":
+            message = "this field is required"
+        else:
+            message = str(err.get("msg", "is invalid"))
+        details.append(
+            {"field": where or "body", "location": loc[0] if loc else "", "problem": message}
+        )
+    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+    if len(details) > 5:
+        summary += f"; and {len(details) - 5} more"
+    return f"The request was not accepted: {summary}.", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = _describe_validation(list(exc.errors()))
+        return error_response(422, "invalid_request", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        phrase = HTTPStatus(exc.status_code).phrase
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = exc.detail if isinstance(exc.detail, str) else phrase
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such path. The API lives under /api/v1; see /docs for every route."
+        elif exc.status_code == 405:
+            message = "This path does not accept that method; see /docs for the allowed ones."
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this only fires when two requests race.
+        return error_response(
+            409, "conflict", "That conflicts with a change made at the same moment; try again."
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled error", extra={"request_id": request_id})
+        return error_response(
+            500,
+            "internal_error",
+            f"The coordinator failed unexpectedly; report request id {request_id}.",
+        )

@@ -1,0 +1,55 @@
+"""Assembles the coordinator application from its domains. No logic lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__
+from .accounts.routes import router as accounts_router
+from .context import AppContext
+from .errors import install_error_handlers
+from .health import router as health_router
+from .invites.routes import router as invites_router
+from .middleware import RequestContextMiddleware
+from .migrations.runner import upgrade_to_head
+from .nodes.routes import router as nodes_router
+from .settings import Settings
+from .streams.routes import router as streams_router
+
+log = logging.getLogger("streamr.coordinator")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.prepare_data_dir()
+        if settings.should_auto_migrate:
+            await upgrade_to_head(settings.sqlalchemy_url)
+        ctx = AppContext.from_settings(settings)
+        app.state.ctx = ctx
+        log.info(
+            "coordinator ready", extra={"settings": settings.describe(), "version": __version__}
+        )
+        try:
+            yield
+        finally:
+            await ctx.close()
+
+    app = FastAPI(
+        title="StreamrP2P coordinator",
+        version=__version__,
+        description="Streams, friend nodes and viewers of StreamrP2P. Errors always have the "
+        'shape {"error": {"status", "code", "message", "details"}}.',
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (health_router, accounts_router, streams_router, invites_router, nodes_router):
+        app.include_router(router)
+    return app

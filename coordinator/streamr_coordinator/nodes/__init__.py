@@ -1,0 +1,1 @@
+"""Friend nodes: registration by invite, heartbeats, presence, deregistration."""

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
+
+from ..accounts.auth import (
+    Context,
+    CurrentAccount,
+    OptionalAccount,
+    Session,
+    bearer_token,
+    optional_account,
+)
+from ..accounts.models import Account
+from ..accounts.routes import client_address
+from ..accounts.service import throttle
+from ..context import AppContext, get_context
+from ..credentials import NODE_TOKEN_PREFIX
+from ..errors import Forbidden, NotFound, Unauthorized
+from ..streams.models import Stream
+from ..streams.routes import StreamName
+from ..streams.service import get_stream, may_manage
+from .auth import NodeIdentity, lookup_node_token
+from .models import Node
+from .schemas import NodeOut, StreamNodes
+from .service import (
+    deregister,
+    describe,
+    ensure_may_deregister,
+    get_node,
+    heartbeat,
+    may_see_node,
+    register_node,
+    stream_nodes,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["nodes"])
+
+NodeIdPath = Annotated[str, Path(max_length=200)]
+
+
+async def optional_node(
+    request: Request, ctx: AppContext = Depends(get_context)
+) -> NodeIdentity | None:
+    """The calling node, when the bearer token is a node token; None for other callers."""
+    token = bearer_token(request)
+    if token is None or not token.startswith(NODE_TOKEN_PREFIX):
+        return None
+    identity = await lookup_node_token(ctx.sessions, token, ctx.node_tokens)
+    if identity is None:
+        raise Unauthorized("This node token is unknown or the node was deregistered; join again.")
+    return identity
+
+
+CallingNode = Annotated[NodeIdentity | None, Depends(optional_node)]
+
+
+async def account_unless_node(
+    request: Request, node: CallingNode, ctx: Context, session: Session
+) -> Account | None:
+    """The calling account for routes that accept either a node token or an access token."""
+    if node is not None:
+        return None
+    return await optional_account(request, ctx, session)
+
+
+@router.post("/nodes/register", status_code=201, response_model=NodeCredentials)
+async def register_route(
+    body: NodeRegistration,
+    request: Request,
+    account: CurrentAccount,
+    ctx: Context,
+    session: Session,
+) -> NodeCredentials:
+    """Attach a node to the stream the invite is for. The node token is shown only once."""
+    await throttle(ctx, "invite", client_address(request))
+    return await register_node(ctx, session, account, body)
+
+
+@router.post("/nodes/{node_id}/heartbeat", response_model=HeartbeatAck)
+async def heartbeat_route(
+    node_id: NodeIdPath, body: Heartbeat, node: CallingNode, ctx: Context
+) -> HeartbeatAck:
+    """Report load and keep the node present. Authenticated by the node's own token."""
+    if node is None:
+        raise Unauthorized("Heartbeats need the node token: 'Authorization: Bearer snt_...'.")
+    if node.node_id != node_id:
+        raise Forbidden("This token belongs to a different node; use that node's id in the path.")
+    return await heartbeat(ctx, node, body)
+
+
+async def _node_and_stream(session: Session, node_id: str) -> tuple[Node, Stream]:
+    node = await get_node(session, node_id)
+    stream = await session.get(Stream, node.stream_id)
+    if stream is None:
+        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
+    return node, stream
+
+
+@router.get("/nodes/{node_id}", response_model=NodeOut)
+async def get_node_route(
+    node_id: NodeIdPath,
+    node: CallingNode,
+    account: Annotated[Account | None, Depends(account_unless_node)],
+    ctx: Context,
+    session: Session,
+) -> NodeOut:
+    target, stream = await _node_and_stream(session, node_id)
+    if not (
+        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
+    ):
+        if node is None and account is None:
+            raise Unauthorized("Log in, or use the node's own token, to see a node.")
+        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see it.")
+    return (await describe(ctx, [target], {stream.id: stream.name}))[0]
+
+
+@router.delete("/nodes/{node_id}", status_code=204)
+async def deregister_route(
+    node_id: NodeIdPath,
+    node: CallingNode,
+    account: Annotated[Account | None, Depends(account_unless_node)],
+    ctx: Context,
+    session: Session,
+) -> Response:
+    """Remove a node: its token stops working and it leaves routing at once."""
+    if node is None and account is None:
+        raise Unauthorized("Log in, or use the node's own token, to deregister a node.")
+    target, stream = await _node_and_stream(session, node_id)
+    ensure_may_deregister(target, stream, account, node)
+    await deregister(ctx, session, target)
+    return Response(status_code=204)
+
+
+@router.get("/streams/{name}/nodes", response_model=StreamNodes)
+async def stream_nodes_route(
+    name: StreamName, account: OptionalAccount, ctx: Context, session: Session
+) -> StreamNodes:
+    """Counts for everyone; details for the stream's owner, admins, and friends' own nodes."""
+    stream = await get_stream(session, name)
+    nodes = await stream_nodes(session, stream)
+    online = set(await ctx.presence.online_in_stream(stream.id))
+    registered_ids = {n.id for n in nodes}
+    counts = StreamNodes(
+        stream=stream.name, registered=len(nodes), online=len(online & registered_ids)
+    )
+    if account is None:
+        return counts
+    visible = (
+        nodes if may_manage(stream, account) else [n for n in nodes if n.owner_id == account.id]
+    )
+    counts.nodes = await describe(ctx, visible, {stream.id: stream.name})
+    return counts

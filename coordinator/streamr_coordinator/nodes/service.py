@@ -1,0 +1,161 @@
+"""Node operations: register by invite, heartbeat, describe, deregister."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
+
+from ..accounts.models import Account, Role
+from ..context import AppContext
+from ..credentials import NODE_TOKEN_PREFIX, new_secret, secret_hash
+from ..database import utcnow
+from ..errors import Forbidden, NotFound
+from ..invites.service import redeem
+from ..streams.models import Stream
+from ..streams.service import may_manage
+from .auth import NodeIdentity
+from .models import Node
+from .presence import NodePresence
+from .schemas import NodeLoad, NodeOut
+
+log = logging.getLogger("streamr.nodes")
+
+
+async def register_node(
+    ctx: AppContext, session: AsyncSession, owner: Account, body: NodeRegistration
+) -> NodeCredentials:
+    invite = await redeem(session, body.invite_code)
+    stream = await session.get(Stream, invite.stream_id)
+    if stream is None:  # the stream was deleted between the two reads
+        raise NotFound("The stream this invite was for no longer exists.")
+    token = new_secret(NODE_TOKEN_PREFIX)
+    node = Node(
+        stream_id=stream.id,
+        owner_id=owner.id,
+        invite_id=invite.id,
+        name=body.name,
+        token_hash=secret_hash(token),
+        public_url=str(body.public_url) if body.public_url else None,
+        version=body.version,
+    )
+    session.add(node)
+    await session.commit()
+    log.info(
+        "node registered",
+        extra={"node_id": node.id, "stream": stream.name, "account_id": owner.id},
+    )
+    return NodeCredentials(
+        node_id=node.id,
+        node_token=token,
+        stream=stream.name,
+        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+        presence_ttl_s=ctx.settings.presence_ttl_s,
+    )
+
+
+async def heartbeat(ctx: AppContext, identity: NodeIdentity, beat: Heartbeat) -> HeartbeatAck:
+    """Refresh the node's presence. No database write: see nodes/last_seen.py."""
+    now = utcnow()
+    public_url = str(beat.public_url) if beat.public_url else None
+    await ctx.presence.beat(
+        NodePresence(
+            node_id=identity.node_id,
+            stream_id=identity.stream_id,
+            connections=beat.connections,
+            egress_bps=beat.egress_bps,
+            egress_cap_bps=beat.egress_cap_bps,
+            version=beat.version,
+            public_url=public_url,
+            last_seen=now,
+        ),
+        ctx.settings.presence_ttl_s,
+    )
+    ctx.last_seen.seen(identity.node_id, now, public_url, beat.version)
+    return HeartbeatAck(
+        node_id=identity.node_id,
+        received_at=now,
+        next_heartbeat_s=ctx.settings.heartbeat_interval_s,
+        presence_ttl_s=ctx.settings.presence_ttl_s,
+    )
+
+
+async def get_node(session: AsyncSession, node_id: str) -> Node:
+    node = await session.get(Node, node_id[:64])
+    if node is None or node.deregistered_at is not None:
+        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
+    return node
+
+
+def may_see_node(node: Node, stream: Stream, account: Account | None) -> bool:
+    return account is not None and (account.id == node.owner_id or may_manage(stream, account))
+
+
+async def describe(
+    ctx: AppContext, nodes: list[Node], stream_names: dict[str, str]
+) -> list[NodeOut]:
+    live = await ctx.presence.get_many([n.id for n in nodes])
+    out = []
+    for node in nodes:
+        presence = live.get(node.id)
+        out.append(
+            NodeOut(
+                id=node.id,
+                stream=stream_names[node.stream_id],
+                name=node.name,
+                owner_id=node.owner_id,
+                public_url=(
+                    presence.public_url if presence and presence.public_url else node.public_url
+                ),
+                version=presence.version if presence else node.version,
+                registered_at=node.registered_at,
+                last_seen_at=presence.last_seen if presence else node.last_seen_at,
+                online=presence is not None,
+                load=NodeLoad(
+                    connections=presence.connections,
+                    egress_bps=presence.egress_bps,
+                    egress_cap_bps=presence.egress_cap_bps,
+                    last_heartbeat_at=presence.last_seen,
+                )
+                if presence
+                else None,
+            )
+        )
+    return out
+
+
+async def stream_nodes(session: AsyncSession, stream: Stream) -> list[Node]:
+    rows = await session.scalars(
+        select(Node)
+        .where(Node.stream_id == stream.id, Node.deregistered_at.is_(None))
+        .order_by(Node.registered_at)
+    )
+    return list(rows)
+
+
+async def deregister(ctx: AppContext, session: AsyncSession, node: Node) -> None:
+    await session.execute(
+        update(Node)
+        .where(Node.id == node.id)
+        .values(deregistered_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    ctx.node_tokens.forget_node(node.id)
+    await ctx.presence.forget(node.id, node.stream_id)
+    log.info("node deregistered", extra={"node_id": node.id})
+
+
+def ensure_may_deregister(
+    node: Node, stream: Stream, account: Account | None, identity: NodeIdentity | None
+) -> None:
+    if identity is not None and identity.node_id == node.id:
+        return
+    if account is not None and (
+        account.id == node.owner_id or account.role == Role.ADMIN or account.id == stream.owner_id
+    ):
+        return
+    raise Forbidden("Only the node itself, its owner, the stream's owner or an admin may do this.")

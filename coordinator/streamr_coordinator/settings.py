@@ -1,0 +1,143 @@
+"""The coordinator's one typed settings object.
+
+Values come, in rising precedence, from the defaults below (one machine: SQLite under the data
+directory, no Redis), an optional TOML file named by ``STREAMR_CONFIG_FILE``, and ``STREAMR_*``
+environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMR_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where SQLite and keys live")
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite in the data directory"
+    )
+    redis_url: SecretStr | None = Field(default=None, description="Unset means in-process state")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None, description="How others reach this coordinator; printed in hints"
+    )
+    ingest_rtmp_url: str = Field(
+        default="rtmp://127.0.0.1:1935/live", description="The OBS 'Server' shown to streamers"
+    )
+    auto_migrate: bool | None = Field(
+        default=None, description="Upgrade the schema on start; default: only with SQLite"
+    )
+    log_level: str = "INFO"
+
+    jwt_private_key: SecretStr | None = Field(
+        default=None, description="PEM Ed25519 key; unset means a key file in the data directory"
+    )
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=300)
+
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
+    presence_ttl_s: float = Field(default=15.0, gt=0, le=3600)
+    node_token_cache_ttl_s: float = Field(
+        default=10.0, ge=0, le=300, description="How long a replica trusts a node token lookup"
+    )
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Login/registration attempts per address per minute before 429.
+    auth_attempts_per_minute: int = Field(default=30, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("log_level must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return _async_driver(self.database_url.get_secret_value())
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'coordinator.sqlite3').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def prepare_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting with secrets masked: safe to print at start-up."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                value = make_url(self.sqlalchemy_url).render_as_string(hide_password=True)
+            elif name == "redis_url" and value is not None:
+                value = make_url(value.get_secret_value()).render_as_string(hide_password=True)
+            elif isinstance(value, SecretStr):
+                value = "(set)"
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        return shown
+
+
+def _async_driver(url: str) -> str:
+    """Accept the URLs people usually write and pick the async driver for them."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by STREAMR_CONFIG_FILE, if any; keys are the setting names."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("STREAMR_CONFIG_FILE")
+        self._values: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    self._values = tomllib.load(handle)
+            except OSError as exc:
+                raise ValueError(f"STREAMR_CONFIG_FILE {path!r} cannot be read: {exc}") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"STREAMR_CONFIG_FILE {path!r} is not valid TOML: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)

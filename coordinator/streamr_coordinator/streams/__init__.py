@@ -1,0 +1,1 @@
+"""Streams: ownership, public listing, stream keys and the lifecycle state machine."""

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one install step behind both README commands. Idempotent and fast the second time:
+#   - installs the Debian packages the project runs and tests with, when missing;
+#   - creates .venv/ with every Python part installed editable, plus the test tools;
+#   - leaves the command-line tools (`streamr`, and later `streamr-node`) in .venv/bin/
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# Debian packages: PostgreSQL and Redis servers (the suite starts its own on loopback), jq for
+# the README walk-through, wrk for the benchmarks, curl.
+debian_packages=(postgresql redis-server jq wrk curl)
+
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "bootstrap: Python 3.11 or newer is needed ($python is $("$python" --version 2>&1))" >&2
+  exit 1
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+
+# Reinstall only when a dependency list changed since the last successful install.
+stamp=.venv/.bootstrap-stamp
+want="$(cat protocol/pyproject.toml coordinator/pyproject.toml node-client/pyproject.toml \
+  requirements-test.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing Python packages into .venv/" >&2
+  log=.venv/bootstrap-pip.log
+  if ! .venv/bin/python -m pip install --disable-pip-version-check \
+    -e protocol -e node-client -e coordinator -r requirements-test.txt >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed; the whole log is in $log" >&2
+    exit 1
+  fi
+  .venv/bin/python -c 'import streamr_coordinator, streamr_node, streamr_protocol'
+  echo "$want" >"$stamp"
+fi
