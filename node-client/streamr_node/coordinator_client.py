@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
 
 

@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(HERE))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(HERE / "versions"))
     # Alembic's ini interpolation treats '%' specially; URLs may contain it (escaped passwords).
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

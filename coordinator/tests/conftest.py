@@ -1,0 +1,148 @@
+"""API test fixtures: one coordinator per database backend, and helpers to build scenarios.
+
+Each backend gets one migrated database and one app for the whole session; tests stay
+independent by using fresh, unique accounts and stream names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from streamr_coordinator.main import create_app
+from streamr_coordinator.settings import Settings
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count()
+
+
+def make_settings(tmp: Path, database_url: str | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp,
+        "database_url": database_url,
+        "auto_migrate": True,
+        "auth_attempts_per_minute": 100_000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: Any) -> str | None:
+    if backend == "sqlite":
+        return None  # the default: SQLite in the data directory
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture(scope="session")
+def client(database_url: str | None, tmp_path_factory: Any) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path_factory.mktemp("coordinator"), database_url)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@dataclass
+class Account:
+    id: str
+    email: str
+    role: str
+    access_token: str
+    refresh_token: str
+    password: str = PASSWORD
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@dataclass
+class Node:
+    id: str
+    token: str
+    stream: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Api:
+    """Builds scenarios through the public API, asserting each step succeeded."""
+
+    client: TestClient
+    created: list[str] = field(default_factory=list)
+
+    def register(self, role: str = "streamer") -> Account:
+        email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+        response = self.client.post(
+            "/api/v1/auth/register",
+            json={"email": email, "password": PASSWORD, "display_name": role.title(), "role": role},
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return Account(
+            id=body["account"]["id"],
+            email=email,
+            role=role,
+            access_token=body["access_token"],
+            refresh_token=body["refresh_token"],
+        )
+
+    def unique_name(self, prefix: str = "s") -> str:
+        return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
+
+    def create_stream(self, owner: Account, **fields: Any) -> tuple[str, str]:
+        name = fields.pop("name", None) or self.unique_name()
+        response = self.client.post(
+            "/api/v1/streams",
+            json={"name": name, "title": f"Title of {name}", **fields},
+            headers=owner.headers,
+        )
+        assert response.status_code == 201, response.text
+        return name, response.json()["stream_key"]
+
+    def invite(self, owner: Account, stream: str, **fields: Any) -> str:
+        response = self.client.post(
+            f"/api/v1/streams/{stream}/invites", json=fields, headers=owner.headers
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["code"]
+
+    def register_node(self, account: Account, code: str, **fields: Any) -> Node:
+        response = self.client.post(
+            "/api/v1/nodes/register",
+            json={"invite_code": code, "name": "test node", **fields},
+            headers=account.headers,
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return Node(id=body["node_id"], token=body["node_token"], stream=body["stream"])
+
+    def heartbeat_body(self, **fields: Any) -> dict[str, Any]:
+        return {
+            "connections": 3,
+            "egress_bps": 4_000_000,
+            "egress_cap_bps": 20_000_000,
+            "version": "0.1.0",
+            "public_url": "http://198.51.100.7:8080",
+            **fields,
+        }
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    return Api(client)
