@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("streamr.errors")
@@ -136,6 +137,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             409, "conflict", "That conflicts with a change made at the same moment; try again."
         )
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        # A database or Redis outage is not the client's fault and not a bug: say so, and
+        # when to come back, instead of answering 500.
+        log.warning(
+            "storage unavailable",
+            extra={"error": type(exc).__name__, "path": request.url.path},
+        )
+        return error_response(
+            503,
+            "storage_unavailable",
+            "The coordinator cannot reach its database or cache right now; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    for storage_error in (OperationalError, InterfaceError, OSError, RedisError):
+        app.add_exception_handler(storage_error, _store_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
