@@ -373,7 +373,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
         sys.exit(f"streamr: error: database: {reason}")
     except OSError as exc:  # connection refused, unknown host, unreadable file
-        sys.exit(f"streamr: error: cannot reach the database ({exc.strerror or exc}); check STREAMR_DATABASE_URL")
+        sys.exit(
+            f"streamr: error: cannot reach the database ({exc.strerror or exc}); "
+            "check STREAMR_DATABASE_URL"
+        )
     except KeyboardInterrupt:
         sys.exit(130)
 
