@@ -8,9 +8,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Debian packages: PostgreSQL and Redis servers (the suite starts its own on loopback), jq for
-# the README walk-through, wrk for the benchmarks, curl.
-debian_packages=(postgresql redis-server jq wrk curl)
+# Debian packages: PostgreSQL and Redis servers (the suite starts its own on loopback), Chromium
+# for page tests, jq for the README walk-through, wrk for benchmarks. Node.js and npm are taken
+# from Debian only when the machine has none (a newer Node is kept as it is).
+debian_packages=(postgresql redis-server chromium jq wrk curl)
+command -v npm >/dev/null || debian_packages+=(nodejs npm)
 
 missing=()
 for pkg in "${debian_packages[@]}"; do
@@ -23,6 +25,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Browser code comes from npm (package-lock.json), never from a CDN.
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.streamr-lock; then
+  echo "bootstrap: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.streamr-lock
 fi
 
 python="${PYTHON:-python3}"

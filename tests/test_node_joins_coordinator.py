@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 
 from streamr_node.coordinator_client import CoordinatorClient, CoordinatorError
 from streamr_protocol.nodes import Heartbeat, NodeRegistration
-from tests.servers import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "friend passphrase 1"
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])
-def coordinator(request, tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
-    env |= {"STREAMR_DATA_DIR": str(tmp_path), "STREAMR_PORT": str(port)}
-    if request.param != "sqlite":
-        env["STREAMR_DATABASE_URL"] = request.getfixturevalue("postgres_server").create_database()
-        env["STREAMR_REDIS_URL"] = request.getfixturevalue("redis_server")
-        migrate = subprocess.run(
-            [str(ROOT / ".venv/bin/streamr"), "db", "upgrade"], env=env, capture_output=True
-        )
-        assert migrate.returncode == 0, migrate.stderr
-    log = (tmp_path / "coordinator.log").open("w")
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/streamr"), "coordinator"], env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+def coordinator(request, start_coordinator):
+    if request.param == "sqlite":
+        return start_coordinator()[0]
+    return start_coordinator(
+        database_url=request.getfixturevalue("postgres_server").create_database(),
+        redis_url=request.getfixturevalue("redis_server"),
+    )[0]
 
 
 def _setup(base: str) -> str:

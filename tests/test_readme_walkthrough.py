@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
-
-from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,28 +18,9 @@ def walkthrough_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
 
 
-@pytest.fixture
-def coordinator(tmp_path):
-    port = free_port()
-    env = {**os.environ, "STREAMR_DATA_DIR": str(tmp_path / "data"), "STREAMR_PORT": str(port)}
-    env.pop("STREAMR_DATABASE_URL", None)
-    env.pop("STREAMR_REDIS_URL", None)
-    log = (tmp_path / "coordinator.log").open("w")
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/streamr"), "coordinator"], env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}", env
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-
-
-def test_walkthrough_runs_as_written(coordinator):
+def test_walkthrough_runs_as_written(start_coordinator):
     assert shutil.which("jq"), "jq is installed by scripts/bootstrap.sh"
-    base, env = coordinator
+    base, env = start_coordinator()
     api_block, cli_block = walkthrough_blocks()
 
     result = subprocess.run(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .accounts.routes import router as accounts_router
+from .apidocs import install_api_docs
 from .context import AppContext
 from .errors import install_error_handlers
 from .health import router as health_router
@@ -47,8 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Streams, friend nodes and viewers of StreamrP2P. Errors always have the "
         'shape {"error": {"status", "code", "message", "details"}}.',
         lifespan=lifespan,
+        docs_url=None,  # served by apidocs.py from npm's copy, never a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_api_docs(app, settings.web_assets_dir)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     for router in (health_router, accounts_router, streams_router, invites_router, nodes_router):
         app.include_router(router)

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         default=None, description="Upgrade the schema on start; default: only with SQLite"
     )
     log_level: str = "INFO"
+    web_assets_dir: Path = Field(
+        default=Path(__file__).resolve().parents[2] / "node_modules",
+        description="npm packages the coordinator serves to browsers (Swagger UI, later hls.js)",
+    )
 
     jwt_private_key: SecretStr | None = Field(
         default=None, description="PEM Ed25519 key; unset means a key file in the data directory"
