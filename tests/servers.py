@@ -1,7 +1,9 @@
 """Real servers for tests, started on loopback in temporary directories and stopped afterwards.
 
 PostgreSQL and Redis come from Debian's packages (scripts/bootstrap.sh installs them). Nothing
-here touches the system's own services or configuration.
+here touches the system's own services or configuration. ``run_postgres`` and ``run_redis`` are
+plain context managers so that the benchmarks (bench/) start the same servers; the fixtures below
+wrap them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +82,22 @@ class PostgresServer:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+class ServerMissing(RuntimeError):
+    """A server binary is not installed."""
+
+
+@contextmanager
+def run_postgres(
+    wrap: Sequence[str] = (), settings: Mapping[str, str] | None = None
+) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (fsync off), removed on exit.
+
+    ``wrap`` prefixes the server's command line, e.g. ``["taskset", "-c", "1"]``; ``settings``
+    are extra server settings (``-c name=value``).
+    """
     bindir = _postgres_bindir()
     if bindir is None:
-        pytest.fail("PostgreSQL server binaries are missing; run scripts/bootstrap.sh")
+        raise ServerMissing("PostgreSQL server binaries are missing; run scripts/bootstrap.sh")
     workdir = Path(tempfile.mkdtemp(prefix="streamr-pg-"))
     datadir, sockdir = workdir / "data", workdir / "sock"
     sockdir.mkdir()
@@ -115,6 +129,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     port = free_port()
     process = subprocess.Popen(
         [
+            *wrap,
             *run_as,
             str(bindir / "postgres"),
             "-D",
@@ -133,6 +148,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             "full_page_writes=off",
             "-c",
             "max_connections=200",
+            *(arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -157,15 +173,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
+@contextmanager
+def run_redis(wrap: Sequence[str] = ()) -> Iterator[str]:
+    """A throwaway redis-server on 127.0.0.1 without persistence; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is missing; run scripts/bootstrap.sh")
+        raise ServerMissing("redis-server is missing; run scripts/bootstrap.sh")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="streamr-redis-")
     process = subprocess.Popen(
         [
+            *wrap,
             binary,
             "--port",
             str(port),
@@ -188,3 +206,21 @@ def redis_server() -> Iterator[str]:
         process.terminate()
         process.wait(timeout=20)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        with run_postgres() as server:
+            yield server
+    except ServerMissing as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    try:
+        with run_redis() as url:
+            yield url
+    except ServerMissing as exc:
+        pytest.fail(str(exc))

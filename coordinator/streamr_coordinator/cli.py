@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
@@ -272,6 +273,40 @@ def cmd_invite_create(args: argparse.Namespace) -> None:
     asyncio.run(_with_context(work))
 
 
+# ---------------------------------------------------------------- ingest
+
+
+def _ingest_cli() -> Any:
+    # Imported only here: the coordinator runs without the ingest package installed.
+    try:
+        from streamr_ingest import cli
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "streamr_ingest":
+            raise CliError(
+                "the ingest is not installed (Python package streamr-ingest, in ingest-server/); "
+                "run scripts/bootstrap.sh"
+            ) from exc
+        raise CliError(f"the ingest cannot start: module {exc.name} is missing") from exc
+    return cli
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    ingest = _ingest_cli()
+    try:
+        ingest.run(args.config, check_only=args.check)
+    except ingest.ONE_LINE_ERRORS as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_stream_push_test(args: argparse.Namespace) -> None:
+    ingest = _ingest_cli()
+    server = args.rtmp or _settings().ingest_rtmp_url
+    try:
+        ingest.push_test(args, server)
+    except ingest.ONE_LINE_ERRORS as exc:
+        raise CliError(str(exc)) from exc
+
+
 def cmd_keys_rotate_jwt(_args: argparse.Namespace) -> None:
     from .accounts.signing_keys import rotate
 
@@ -306,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="run the local demo network on the embedded defaults")
     server_options(p, "127.0.0.1", 8000)
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser(
+        "ingest", help="run the ingest: nginx-rtmp, the HLS origin and segment attestation"
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="YAML settings (ingest-server/ingest_config.yaml)"
+    )
+    p.add_argument("--check", action="store_true", help="render and test the nginx config; exit")
+    p.set_defaults(func=cmd_ingest)
 
     db = commands.add_parser("db", help="database schema migrations").add_subparsers(
         dest="db_command", required=True, parser_class=_Parser
@@ -344,6 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = stream.add_parser("rotate-key", help="replace a stream's key; prints the new key once")
     p.add_argument("name")
     p.set_defaults(func=cmd_stream_rotate_key)
+    p = stream.add_parser("push-test", help="publish an ffmpeg test card to the ingest, as OBS")
+    p.add_argument("name", help="the stream's public name (for the messages only)")
+    p.add_argument(
+        "--key", required=True, help="the stream key; '-' reads it from stdin (keeps it out of ps)"
+    )
+    p.add_argument("--seconds", type=float, default=None, help="stop after N s (default: Ctrl-C)")
+    p.add_argument(
+        "--rtmp",
+        default=None,
+        help="OBS server URL of the ingest (default: STREAMR_INGEST_RTMP_URL)",
+    )
+    p.add_argument("--size", default="1280x720", help="picture size, e.g. 640x360")
+    p.add_argument("--fps", type=int, default=30)
+    p.set_defaults(func=cmd_stream_push_test)
 
     invite = commands.add_parser("invite", help="invites for friends' nodes").add_subparsers(
         dest="invite_command", required=True, parser_class=_Parser

@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import Request
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .accounts.signing_keys import KeyRing
+from .attestation.signer import SegmentSigner
 from .database import create_engine, session_factory
+from .ingest.auth import load_ingest_secret
 from .nodes.auth import NodeTokenCache
 from .nodes.last_seen import LastSeenRecorder
 from .nodes.presence import InProcessPresence, PresenceStore, RedisPresence
@@ -28,15 +31,14 @@ class AppContext:
     attempts: AttemptCounter
     node_tokens: NodeTokenCache
     last_seen: LastSeenRecorder
+    signer: SegmentSigner
+    ingest_secret: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         settings.prepare_data_dir()
         engine = create_engine(settings.sqlalchemy_url)
-        keys = KeyRing.load(
-            settings.data_dir,
-            settings.jwt_private_key.get_secret_value() if settings.jwt_private_key else None,
-        )
+        keys = KeyRing.load(settings.data_dir, secret_value(settings.jwt_private_key))
         presence: PresenceStore
         attempts: AttemptCounter
         if settings.redis_url is not None:
@@ -54,6 +56,13 @@ class AppContext:
             attempts=attempts,
             node_tokens=NodeTokenCache(ttl_s=settings.node_token_cache_ttl_s),
             last_seen=LastSeenRecorder(sessions),
+            signer=SegmentSigner.load(
+                settings.data_dir,
+                secret_value(settings.attestation_private_key),
+            ),
+            ingest_secret=load_ingest_secret(
+                settings.data_dir, secret_value(settings.ingest_secret)
+            ),
         )
 
     async def close(self) -> None:
@@ -62,7 +71,13 @@ class AppContext:
         await self.engine.dispose()
 
 
-def get_context(request: Request) -> AppContext:
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+async def get_context(request: Request) -> AppContext:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and that
+    # hand-off cost more than the whole heartbeat did (see docs/benchmarks.md).
     return request.app.state.ctx
 
 

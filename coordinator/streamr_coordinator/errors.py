@@ -76,6 +76,19 @@ class ServiceUnavailable(AppError):
     code = "unavailable"
 
 
+class PayloadTooLarge(StarletteHTTPException):
+    """The body grew past the size cap while it was being read (no or a false Content-Length).
+
+    An HTTPException, because FastAPI's body parsing turns any other exception into a vague
+    "There was an error parsing the body" 400.
+    """
+
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes; send less.")
+
+
 def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"status": status, "code": code, "message": message}
     if details is not None:
@@ -123,10 +136,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         phrase = HTTPStatus(exc.status_code).phrase
-        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        code = getattr(exc, "code", None) or phrase.lower().replace(" ", "_").replace("-", "_")
         message = exc.detail if isinstance(exc.detail, str) else phrase
         if exc.status_code == 404 and message == "Not Found":
             message = "No such path. The API lives under /api/v1; see /docs for every route."
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's words for a body it could not decode at all (e.g. bytes that are not UTF-8)
+            message = "The request body could not be read; send a JSON object encoded as UTF-8."
         elif exc.status_code == 405:
             message = "This path does not accept that method; see /docs for the allowed ones."
         return error_response(exc.status_code, code, message, headers=exc.headers)

@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from . import __version__
 from .accounts.auth import Context
+from .routing import DocumentedRoute
 
-router = APIRouter(tags=["service"])
+router = APIRouter(route_class=DocumentedRoute, tags=["service"])
 log = logging.getLogger("streamr.health")
 
 
@@ -41,7 +42,7 @@ def git_commit() -> str | None:
 
 @router.get("/health")
 async def health(ctx: Context) -> JSONResponse:
-    """200 when the database (and Redis, if configured) answer; 503 otherwise."""
+    """Health: 200 when the database (and Redis, if configured) answer; 503 otherwise."""
     checks: dict[str, Any] = {}
     healthy = True
     try:
@@ -69,6 +70,7 @@ async def health(ctx: Context) -> JSONResponse:
 
 @router.get("/version")
 async def version() -> dict[str, str | None]:
+    """The coordinator's package version and git commit."""
     return {"name": "streamr-coordinator", "version": __version__, "commit": git_commit()}
 
 

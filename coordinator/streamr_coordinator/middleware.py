@@ -5,15 +5,15 @@ Written as plain ASGI (not BaseHTTPMiddleware) because it sits on the heartbeat 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import PayloadTooLarge, error_body
 from .logs import request_id_var
 
 log = logging.getLogger("streamr.access")
@@ -41,6 +41,15 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder: dict[str, int] = {"status": 500}
 
+        if "\x00" in scope.get("path", ""):
+            # No name or id holds a NUL, and PostgreSQL cannot even compare text that does.
+            await _send_error(
+                send, 400, "bad_path", "The path contains a NUL character.", request_id
+            )
+            self._log(scope, 400, started)
+            request_id_var.reset(token)
+            return
+
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await _send_too_large(send, self.max_body_bytes, request_id)
@@ -57,7 +66,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise PayloadTooLarge(self.max_body_bytes)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -70,7 +79,7 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
+        except PayloadTooLarge:  # raised outside a route; inside one, the handler answers
             status_holder["status"] = 413
             await _send_too_large(send, self.max_body_bytes, request_id)
         finally:
@@ -95,10 +104,6 @@ class RequestContextMiddleware:
             )
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -107,16 +112,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _send_too_large(send: Send, limit: int, request_id: str) -> None:
-    import json
+    error = PayloadTooLarge(limit)
+    await _send_error(send, 413, error.code, error.detail, request_id)
 
-    body: Any = error_body(
-        413, "payload_too_large", f"The request body is larger than {limit} bytes; send less."
-    )
-    payload = json.dumps(body).encode()
+
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    """Answer in the one error shape from here, before the application sees the request."""
+    payload = json.dumps(error_body(status, code, message)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),

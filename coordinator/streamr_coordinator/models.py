@@ -1,9 +1,19 @@
 """Every domain's models, imported together so the metadata (and Alembic) sees all tables."""
 
 from .accounts.models import Account, RefreshToken
+from .attestation.models import Segment
 from .database import Base
 from .invites.models import Invite
 from .nodes.models import Node
 from .streams.models import Stream, StreamTransition
 
-__all__ = ["Account", "Base", "Invite", "Node", "RefreshToken", "Stream", "StreamTransition"]
+__all__ = [
+    "Account",
+    "Base",
+    "Invite",
+    "Node",
+    "RefreshToken",
+    "Segment",
+    "Stream",
+    "StreamTransition",
+]

@@ -16,6 +16,10 @@ class AttemptCounter(Protocol):
         """Count one attempt for ``key`` and return how many fell in the current window."""
         ...
 
+    async def count(self, key: str, window_s: int) -> int:
+        """How many attempts fell in the current window, without counting one."""
+        ...
+
 
 class InProcessAttemptCounter:
     def __init__(self, max_keys: int = 100_000) -> None:
@@ -31,6 +35,10 @@ class InProcessAttemptCounter:
         self._windows[key] = (window, count)
         return count
 
+    async def count(self, key: str, window_s: int) -> int:
+        current, count = self._windows.get(key, (None, 0))
+        return count if current == int(time.monotonic() // window_s) else 0
+
 
 class RedisAttemptCounter:
     def __init__(self, redis: Redis) -> None:
@@ -44,3 +52,7 @@ class RedisAttemptCounter:
             pipe.expire(name, window_s * 2)
             count, _ = await pipe.execute()
         return int(count)
+
+    async def count(self, key: str, window_s: int) -> int:
+        value = await self._redis.get(f"streamr:attempts:{key}:{int(time.time() // window_s)}")
+        return int(value or 0)

@@ -49,6 +49,29 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=300)
 
+    ingest_secret: SecretStr | None = Field(
+        default=None, description="Shared with the ingest; unset means <data_dir>/ingest-secret"
+    )
+    attestation_private_key: SecretStr | None = Field(
+        default=None, description="PEM Ed25519 key that signs segments; unset: a file in data dir"
+    )
+    publish_failures_per_minute: int = Field(
+        default=10, ge=1, description="Refused publishes per address per minute before 429"
+    )
+    segment_retention_s: float = Field(
+        default=3600, ge=60, description="How long segment records are kept before pruning"
+    )
+    stale_after_s: float = Field(
+        default=86_400, gt=0, description="OFFLINE this long becomes STALE"
+    )
+    archive_after_s: float = Field(
+        default=30 * 86_400, gt=0, description="STALE this long becomes ARCHIVED"
+    )
+    run_background_jobs: bool = Field(
+        default=True, description="Run timers and pruning in this process (one-machine mode)"
+    )
+    background_interval_s: float = Field(default=30, gt=0)
+
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     presence_ttl_s: float = Field(default=15.0, gt=0, le=3600)
     node_token_cache_ttl_s: float = Field(

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from streamr_coordinator.accounts.models import Role
+from streamr_coordinator.accounts.service import create_account
 from streamr_coordinator.main import create_app
 from streamr_coordinator.settings import Settings
 
@@ -102,6 +104,29 @@ class Api:
             refresh_token=body["refresh_token"],
         )
 
+    def make_admin(self) -> Account:
+        """An admin, made the way the CLI makes one (nobody can register as admin), logged in."""
+        email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+
+        async def create() -> None:
+            async with self.client.app.state.ctx.sessions() as session:
+                await create_account(session, email, PASSWORD, "Admin", Role.ADMIN)
+
+        self.client.portal.call(create)
+        response = self.client.post(
+            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["account"]["role"] == "admin"
+        return Account(
+            id=body["account"]["id"],
+            email=email,
+            role="admin",
+            access_token=body["access_token"],
+            refresh_token=body["refresh_token"],
+        )
+
     def unique_name(self, prefix: str = "s") -> str:
         return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
 
@@ -146,3 +171,18 @@ class Api:
 @pytest.fixture
 def api(client: TestClient) -> Api:
     return Api(client)
+
+
+def assert_error(response: Any, status: int | None = None) -> dict[str, Any]:
+    """Check the one shape every error answer has, and return its ``error`` object."""
+    if status is not None:
+        assert response.status_code == status, response.text
+    assert response.status_code >= 400, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error.get("status"), int) and error["status"] == response.status_code, body
+    assert isinstance(error.get("code"), str) and error["code"], body
+    assert isinstance(error.get("message"), str) and error["message"].strip(), body
+    return error

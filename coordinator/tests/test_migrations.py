@@ -13,7 +13,15 @@ from streamr_coordinator.database import create_engine
 from streamr_coordinator.migrations import runner
 from streamr_coordinator.models import Base
 
-TABLES = {"accounts", "refresh_tokens", "streams", "stream_transitions", "invites", "nodes"}
+TABLES = {
+    "accounts",
+    "refresh_tokens",
+    "streams",
+    "stream_transitions",
+    "invites",
+    "nodes",
+    "segments",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -49,9 +49,12 @@ async def optional_account(
     ctx: AppContext = Depends(get_context),
     session: AsyncSession = Depends(get_session),
 ) -> Account | None:
-    """The caller's account, or None for anonymous callers. A bad token is still an error."""
+    """The caller's account, or None for anonymous callers. A bad token is still an error.
+
+    A node token counts as anonymous: public routes serve a node as they serve anyone.
+    """
     token = bearer_token(request)
-    if token is None:
+    if token is None or token.startswith(NODE_TOKEN_PREFIX):
         return None
     return await _account_from_token(token, ctx, session)
 

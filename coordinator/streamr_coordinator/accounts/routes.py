@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from ..routing import DocumentedRoute
 from .auth import Context, CurrentAccount, Session
 from .models import Role
 from .schemas import (
@@ -14,7 +15,7 @@ from .schemas import (
 )
 from .service import account_out, create_account, issue_tokens, login, logout, refresh, throttle
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["accounts"])
 
 
 def client_address(request: Request) -> str:
@@ -37,6 +38,7 @@ async def register_route(
 async def login_route(
     body: LoginRequest, request: Request, ctx: Context, session: Session
 ) -> TokenPair:
+    """Log in with email and password; returns an access and a refresh token."""
     await throttle(ctx, "login", client_address(request))
     return await login(ctx, session, body.email, body.password)
 
@@ -45,16 +47,19 @@ async def login_route(
 async def refresh_route(
     body: RefreshRequest, request: Request, ctx: Context, session: Session
 ) -> TokenPair:
+    """Trade a refresh token for a new pair; the old one stops working."""
     await throttle(ctx, "refresh", client_address(request))
     return await refresh(ctx, session, body.refresh_token)
 
 
 @router.post("/auth/logout", status_code=204)
 async def logout_route(body: LogoutRequest, session: Session) -> Response:
+    """Log out: revoke the refresh token (or, with everywhere, every session)."""
     await logout(session, body.refresh_token, body.everywhere)
     return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=AccountOut)
 async def me_route(account: CurrentAccount) -> AccountOut:
+    """The calling account."""
     return account_out(account)

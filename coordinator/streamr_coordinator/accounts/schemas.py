@@ -3,16 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
+from ..schemas import RequestModel
 from .passwords import MAX_LENGTH, MIN_LENGTH
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class RegisterRequest(_Request):
+class RegisterRequest(RequestModel):
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
     display_name: str = Field(min_length=1, max_length=64)
@@ -21,12 +18,12 @@ class RegisterRequest(_Request):
     )
 
 
-class LoginRequest(_Request):
+class LoginRequest(RequestModel):
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
-class RefreshRequest(_Request):
+class RefreshRequest(RequestModel):
     refresh_token: str = Field(min_length=1, max_length=256)
 
 

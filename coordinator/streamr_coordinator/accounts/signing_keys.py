@@ -66,7 +66,7 @@ class SigningKeyError(Exception):
     """A configured key cannot be used; the message says which and why."""
 
 
-def _load_pem(data: bytes, source: str) -> SigningKey:
+def load_pem(data: bytes, source: str) -> SigningKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -93,29 +93,32 @@ class KeyRing:
     @classmethod
     def load(cls, data_dir: Path, configured_pem: str | None) -> KeyRing:
         if configured_pem:
-            return cls([_load_pem(configured_pem.encode(), "STREAMR_JWT_PRIVATE_KEY")])
+            return cls([load_pem(configured_pem.encode(), "STREAMR_JWT_PRIVATE_KEY")])
         directory = key_directory(data_dir)
         files = sorted(directory.glob("*.pem"), reverse=True) if directory.exists() else []
         if not files:
             files = [rotate(data_dir)]
-        return cls([_load_pem(path.read_bytes(), str(path)) for path in files])
+        return cls([load_pem(path.read_bytes(), str(path)) for path in files])
 
 
 def key_directory(data_dir: Path) -> Path:
     return data_dir / "keys" / "jwt"
 
 
-def rotate(data_dir: Path) -> Path:
-    """Create a new signing key file; it becomes the active key at the next start."""
-    directory = key_directory(data_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+def create_key_file(path: Path) -> Path:
+    """Write a new Ed25519 private key to ``path`` (mode 0600, never overwriting)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # Names sort by creation time, so the newest file is the active key.
-    path = directory / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.pem"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     return path
+
+
+def rotate(data_dir: Path) -> Path:
+    """Create a new signing key file; it becomes the active key at the next start."""
+    # Names sort by creation time, so the newest file is the active key.
+    return create_key_file(key_directory(data_dir) / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.pem")

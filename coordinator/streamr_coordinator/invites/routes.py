@@ -3,12 +3,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..accounts.auth import Context, CurrentAccount, Session
+from ..routing import DocumentedRoute
 from ..streams.routes import StreamName
 from ..streams.service import ensure_manager, get_stream
 from .schemas import InviteCreate, InviteCreated, InviteOut
 from .service import create_invite, invite_out, list_invites, revoke_invite
 
-router = APIRouter(prefix="/api/v1/streams/{name}/invites", tags=["invites"])
+router = APIRouter(
+    route_class=DocumentedRoute, prefix="/api/v1/streams/{name}/invites", tags=["invites"]
+)
 
 
 @router.post("", status_code=201, response_model=InviteCreated)
@@ -33,6 +36,7 @@ async def create_invite_route(
 async def list_invites_route(
     name: StreamName, account: CurrentAccount, session: Session
 ) -> list[InviteOut]:
+    """The stream's invites and their state. Codes are never shown again."""
     stream = await get_stream(session, name)
     ensure_manager(stream, account)
     return [invite_out(i, stream.name) for i in await list_invites(session, stream)]
@@ -42,6 +46,7 @@ async def list_invites_route(
 async def revoke_invite_route(
     name: StreamName, invite_id: str, account: CurrentAccount, session: Session
 ) -> Response:
+    """Revoke an invite. Nodes that already joined with it stay."""
     stream = await get_stream(session, name)
     ensure_manager(stream, account)
     await revoke_invite(session, stream, invite_id[:64])

@@ -3,14 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from ..schemas import RequestModel
 
 MAX_LIFETIME_S = 90 * 86_400
 
 
-class InviteCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class InviteCreate(RequestModel):
     label: str = Field(
         default="", max_length=64, description="Who it is for, to recognise it later"
     )

@@ -3,12 +3,21 @@
 Heartbeats must not cost a database round trip each, so a token's lookup is remembered for a few
 seconds. Deregistering clears this replica's entry at once; other replicas forget it within
 ``node_token_cache_ttl_s``.
+
+Two details keep the misses cheap when many heartbeats arrive at once: each entry lives a random
+80-100 % of that time, so entries filled together (after a restart, or in a burst) do not all
+expire together; and a token is looked up once at a time, the requests that miss meanwhile
+waiting for that lookup instead of each running their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +38,7 @@ class NodeTokenCache:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._entries: dict[str, tuple[float, NodeIdentity]] = {}
+        self._loading: dict[str, asyncio.Task[NodeIdentity | None]] = {}
 
     def get(self, token_hash: str) -> NodeIdentity | None:
         entry = self._entries.get(token_hash)
@@ -44,12 +54,39 @@ class NodeTokenCache:
             return
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
-        self._entries[token_hash] = (time.monotonic() + self._ttl_s, identity)
+        ttl_s = self._ttl_s * random.uniform(0.8, 1.0)  # noqa: S311 - spreading, not secrecy
+        self._entries[token_hash] = (time.monotonic() + ttl_s, identity)
 
     def forget_node(self, node_id: str) -> None:
         for token_hash, (_, identity) in list(self._entries.items()):
             if identity.node_id == node_id:
                 del self._entries[token_hash]
+
+    async def load(
+        self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
+    ) -> NodeIdentity | None:
+        """Run ``query`` for a missing entry, or wait for the run already under way."""
+        task = self._loading.get(token_hash)
+        if task is None:
+            task = asyncio.create_task(self._query_and_put(token_hash, query))
+            self._loading[token_hash] = task
+            task.add_done_callback(partial(self._loaded, token_hash))
+        # Shielded: one caller giving up does not cancel the lookup the others wait for.
+        return await asyncio.shield(task)
+
+    async def _query_and_put(
+        self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
+    ) -> NodeIdentity | None:
+        identity = await query()
+        if identity is not None:
+            self.put(token_hash, identity)
+        return identity
+
+    def _loaded(self, token_hash: str, task: asyncio.Task[NodeIdentity | None]) -> None:
+        if self._loading.get(token_hash) is task:
+            del self._loading[token_hash]
+        if not task.cancelled():
+            task.exception()  # marks it retrieved: every waiter that is still there gets it
 
 
 async def lookup_node_token(
@@ -60,16 +97,18 @@ async def lookup_node_token(
     identity = cache.get(token_hash)
     if identity is not None:
         return identity
-    async with sessions() as session:
-        row = (
-            await session.execute(
-                select(Node.id, Node.stream_id, Node.owner_id).where(
-                    Node.token_hash == token_hash, Node.deregistered_at.is_(None)
+
+    async def query() -> NodeIdentity | None:
+        async with sessions() as session:
+            row = (
+                await session.execute(
+                    select(Node.id, Node.stream_id, Node.owner_id).where(
+                        Node.token_hash == token_hash, Node.deregistered_at.is_(None)
+                    )
                 )
-            )
-        ).first()
-    if row is None:
-        return None
-    identity = NodeIdentity(node_id=row.id, stream_id=row.stream_id, owner_id=row.owner_id)
-    cache.put(token_hash, identity)
-    return identity
+            ).first()
+        if row is None:
+            return None
+        return NodeIdentity(node_id=row.id, stream_id=row.stream_id, owner_id=row.owner_id)
+
+    return await cache.load(token_hash, query)

@@ -12,14 +12,16 @@ from ..accounts.auth import (
     OptionalAccount,
     Session,
     bearer_token,
+    current_account,
     optional_account,
 )
 from ..accounts.models import Account
 from ..accounts.routes import client_address
 from ..accounts.service import throttle
-from ..context import AppContext, get_context
+from ..context import AppContext
 from ..credentials import NODE_TOKEN_PREFIX
 from ..errors import Forbidden, NotFound, Unauthorized
+from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
 from ..streams.service import get_stream, may_manage
@@ -37,18 +39,19 @@ from .service import (
     stream_nodes,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["nodes"])
+router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["nodes"])
 
 NodeIdPath = Annotated[str, Path(max_length=200)]
 
 
-async def optional_node(
-    request: Request, ctx: AppContext = Depends(get_context)
-) -> NodeIdentity | None:
+async def optional_node(request: Request) -> NodeIdentity | None:
     """The calling node, when the bearer token is a node token; None for other callers."""
     token = bearer_token(request)
     if token is None or not token.startswith(NODE_TOKEN_PREFIX):
         return None
+    # The context is read from the request rather than declared as a sub-dependency: this runs
+    # on every heartbeat, and FastAPI resolves each declared dependency in a full pass.
+    ctx: AppContext = request.app.state.ctx
     identity = await lookup_node_token(ctx.sessions, token, ctx.node_tokens)
     if identity is None:
         raise Unauthorized("This node token is unknown or the node was deregistered; join again.")
@@ -82,11 +85,20 @@ async def register_route(
 
 @router.post("/nodes/{node_id}/heartbeat", response_model=HeartbeatAck)
 async def heartbeat_route(
-    node_id: NodeIdPath, body: Heartbeat, node: CallingNode, ctx: Context
+    node_id: NodeIdPath, body: Heartbeat, request: Request, node: CallingNode
 ) -> HeartbeatAck:
     """Report load and keep the node present. Authenticated by the node's own token."""
+    # The hottest route: the context comes from the request, not from one more dependency.
+    ctx: AppContext = request.app.state.ctx
     if node is None:
-        raise Unauthorized("Heartbeats need the node token: 'Authorization: Bearer snt_...'.")
+        if bearer_token(request) is None:
+            raise Unauthorized("Heartbeats need the node token: 'Authorization: Bearer snt_...'.")
+        async with ctx.sessions() as session:
+            await current_account(request, ctx, session)  # a bad access token is still a 401
+        raise Forbidden(
+            "An account's access token cannot send heartbeats; use the node token "
+            "('Authorization: Bearer snt_...') that POST /api/v1/nodes/register returned."
+        )
     if node.node_id != node_id:
         raise Forbidden("This token belongs to a different node; use that node's id in the path.")
     return await heartbeat(ctx, node, body)
@@ -108,12 +120,13 @@ async def get_node_route(
     ctx: Context,
     session: Session,
 ) -> NodeOut:
+    """A node's details and live load, for the node, its owner, the stream's owner and admins."""
+    if node is None and account is None:
+        raise Unauthorized("Log in, or use the node's own token, to see a node.")
     target, stream = await _node_and_stream(session, node_id)
     if not (
         (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
     ):
-        if node is None and account is None:
-            raise Unauthorized("Log in, or use the node's own token, to see a node.")
         raise Forbidden("Only the node, its owner, the stream's owner or an admin may see it.")
     return (await describe(ctx, [target], {stream.id: stream.name}))[0]
 
@@ -139,7 +152,8 @@ async def deregister_route(
 async def stream_nodes_route(
     name: StreamName, account: OptionalAccount, ctx: Context, session: Session
 ) -> StreamNodes:
-    """Counts for everyone; details for the stream's owner, admins, and friends' own nodes."""
+    """The nodes supporting a stream. Counts for everyone; details for the stream's owner,
+    admins, and each friend's own nodes."""
     stream = await get_stream(session, name)
     nodes = await stream_nodes(session, stream)
     online = set(await ctx.presence.online_in_stream(stream.id))

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from ..accounts.auth import Context, CurrentAccount, OptionalAccount, Session
 from ..database import utcnow
 from ..errors import AppError
+from ..nodes.models import Node
+from ..routing import DocumentedRoute
 from .lifecycle import StreamStatus
 from .models import Stream, StreamTransition
 from .schemas import (
@@ -34,7 +36,7 @@ from .service import (
     with_key,
 )
 
-router = APIRouter(prefix="/api/v1/streams", tags=["streams"])
+router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1/streams", tags=["streams"])
 
 # Path names are validated loosely (length only) so that a malformed name reads as "no such
 # stream" (404) rather than as a validation error on a path the client did not build.
@@ -78,6 +80,7 @@ async def create_stream_route(
 async def get_stream_route(
     name: StreamName, account: OptionalAccount, ctx: Context, session: Session
 ) -> StreamOut:
+    """One stream. Its owner and admins also see ids, key age and allowed transitions."""
     stream = await get_stream(session, name)
     counts = await node_counts(session, ctx.presence, stream)
     return (
@@ -89,6 +92,7 @@ async def get_stream_route(
 async def update_stream_route(
     name: StreamName, body: StreamUpdate, account: CurrentAccount, session: Session
 ) -> StreamOwnerOut:
+    """Change a stream's title, description or test flag."""
     stream = await get_stream(session, name)
     ensure_manager(stream, account)
     changes = body.model_dump(exclude_unset=True)
@@ -105,11 +109,17 @@ async def update_stream_route(
 
 @router.delete("/{name}", status_code=204)
 async def delete_stream_route(
-    name: StreamName, account: CurrentAccount, session: Session
+    name: StreamName, account: CurrentAccount, ctx: Context, session: Session
 ) -> Response:
+    """Delete a stream with its invites, nodes and history. Not while it is published."""
     stream = await get_stream(session, name)
     ensure_manager(stream, account)
+    node_ids = list(await session.scalars(select(Node.id).where(Node.stream_id == stream.id)))
     await delete_stream(session, stream)
+    # The nodes went with the stream: their tokens and presence must stop working at once.
+    for node_id in node_ids:
+        ctx.node_tokens.forget_node(node_id)
+        await ctx.presence.forget(node_id, stream.id)
     return Response(status_code=204)
 
 
@@ -142,6 +152,7 @@ async def history_route(
     session: Session,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[TransitionOut]:
+    """The stream's state changes, newest first, with who made each."""
     stream = await get_stream(session, name)
     ensure_manager(stream, account)
     rows = await session.scalars(

@@ -2,32 +2,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from ..schemas import RequestModel
 from .lifecycle import StreamStatus
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$"
 NAME_RULE = "3-40 characters: lowercase letters, digits and inner hyphens"
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class StreamCreate(_Request):
+class StreamCreate(RequestModel):
     name: str = Field(pattern=NAME_PATTERN, description=f"Public name in URLs ({NAME_RULE})")
     title: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=2000)
     is_test: bool = Field(default=False, description="Publishing makes it TESTING, not LIVE")
 
 
-class StreamUpdate(_Request):
+class StreamUpdate(RequestModel):
     title: str | None = Field(default=None, min_length=1, max_length=120)
     description: str | None = Field(default=None, max_length=2000)
     is_test: bool | None = None
 
 
-class StatusChange(_Request):
+class StatusChange(RequestModel):
     status: StreamStatus
 
 

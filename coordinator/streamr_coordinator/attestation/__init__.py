@@ -1,0 +1,1 @@
+"""Segment attestation: every segment hashed once at the origin, signed here, checked everywhere."""

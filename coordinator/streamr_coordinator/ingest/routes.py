@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import Field
+
+from ..accounts.auth import Context, Session
+from ..attestation.service import ReportedSegment, register_segments
+from ..database import utcnow
+from ..errors import AppError
+from ..routing import DocumentedRoute
+from ..schemas import RequestModel
+from ..streams.schemas import NAME_PATTERN
+from .auth import require_ingest
+from .service import authorize_publish, publish_ended, publish_started, reconcile
+
+router = APIRouter(
+    route_class=DocumentedRoute,
+    prefix="/api/v1/ingest",
+    tags=["ingest"],
+    dependencies=[Depends(require_ingest)],
+)
+
+RELAY_HEADER = "x-streamr-relay-base"
+
+
+async def _hook_fields(request: Request) -> dict[str, str]:
+    """nginx-rtmp posts its hooks form-encoded; read the fields it sends."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    fields = {key: values[0] for key, values in parse_qs(body, max_num_fields=50).items()}
+    if not fields.get("name"):
+        raise AppError("The hook carried no stream name (form field 'name').")
+    return fields
+
+
+@router.post("/hooks/authorize", status_code=302)
+async def authorize_hook(request: Request, ctx: Context, session: Session) -> Response:
+    """Authorize a publish (nginx-rtmp on_publish of the ingest application).
+
+    Checks the stream key, then sends the stream on to
+    the HLS application under its public name (a 3xx with an rtmp:// Location makes nginx-rtmp
+    relay it there), so the key never appears in a path a viewer sees."""
+    fields = await _hook_fields(request)
+    relay_base = request.headers.get(RELAY_HEADER, "")
+    if not relay_base.startswith("rtmp://"):
+        raise AppError(f"The ingest must send {RELAY_HEADER}: rtmp://host:port/app.")
+    stream = await authorize_publish(ctx, session, fields["name"], fields.get("addr", "unknown"))
+    return Response(
+        status_code=302, headers={"Location": f"{relay_base.rstrip('/')}/{stream.name}"}
+    )
+
+
+@router.post("/hooks/publish")
+async def publish_hook(request: Request, session: Session) -> dict[str, str]:
+    """The stream is on air (on_publish of the HLS application)."""
+    stream = await publish_started(session, (await _hook_fields(request))["name"])
+    return {"stream": stream.name, "status": stream.status}
+
+
+@router.post("/hooks/publish-done")
+async def publish_done_hook(request: Request, session: Session) -> dict[str, str | None]:
+    """The stream went off air (on_publish_done of the HLS application)."""
+    name = (await _hook_fields(request))["name"]
+    stream = await publish_ended(session, name)
+    return {"stream": name, "status": stream.status if stream else None}
+
+
+class SegmentReport(RequestModel):
+    stream: str = Field(pattern=NAME_PATTERN)
+    sequence: int = Field(ge=0, le=2**62)
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    duration_ms: int = Field(ge=0, le=600_000)
+    size: int = Field(ge=0, le=2**40)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    discontinuity: bool = False
+
+
+class SegmentBatch(RequestModel):
+    segments: list[SegmentReport] = Field(min_length=1, max_length=500)
+
+
+@router.post("/segments")
+async def segments_route(body: SegmentBatch, ctx: Context, session: Session) -> dict[str, int]:
+    """The origin watcher reports finished segments; each is signed once and kept."""
+    reported = [ReportedSegment(**item.model_dump()) for item in body.segments]
+    replace_before = utcnow() - timedelta(seconds=ctx.settings.segment_retention_s)
+    accepted, known = await register_segments(session, ctx.signer, reported, replace_before)
+    return {"accepted": accepted, "known": known}
+
+
+class PublishingNow(RequestModel):
+    publishing: list[str] = Field(max_length=10_000)
+
+
+@router.post("/sync")
+async def sync_route(body: PublishingNow, session: Session) -> dict[str, list[str]]:
+    """The ingest says which streams it is really publishing; states follow."""
+    return {"changed": await reconcile(session, set(body.publishing))}
