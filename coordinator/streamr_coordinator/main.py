@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from streamr_protocol.nodes import Heartbeat
+
 from . import __version__, background
 from .accounts.routes import router as accounts_router
 from .apidocs import install_api_docs
@@ -21,6 +23,7 @@ from .invites.routes import router as invites_router
 from .middleware import RequestContextMiddleware
 from .migrations.runner import upgrade_to_head
 from .nodes.routes import router as nodes_router
+from .routing import publish_schemas
 from .settings import Settings
 from .streams.routes import router as streams_router
 
@@ -78,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ingest_router,
     ):
         app.include_router(router)
+    publish_schemas(app, Heartbeat)
     return app

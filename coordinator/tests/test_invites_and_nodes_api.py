@@ -185,7 +185,14 @@ def test_presence_is_shared_through_redis(tmp_path, redis_server):
             headers=node.headers,
         )
         assert beat.status_code == 200
-        detail = one.get(f"/api/v1/streams/{name}/nodes", headers=owner.headers).json()
+        # Replica two writes its beats to Redis behind the request; replica one sees them
+        # once flushed (a quarter of a second by default).
+        deadline = time.monotonic() + 10
+        while True:
+            detail = one.get(f"/api/v1/streams/{name}/nodes", headers=owner.headers).json()
+            if detail["online"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert detail["online"] == 1
         assert detail["nodes"][0]["load"]["connections"] == 11
         assert one.get("/health").json()["checks"]["redis"] == "ok"

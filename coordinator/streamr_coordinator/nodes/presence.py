@@ -8,13 +8,18 @@ Nothing here touches the database: heartbeats are the hottest write path in the 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("streamr.presence")
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,25 @@ class InProcessPresence:
 
 
 class RedisPresence:
-    """One expiring key per node, plus a sorted set per stream scored by expiry time."""
+    """One expiring key per node, plus a sorted set per stream scored by expiry time.
 
-    def __init__(self, redis: Redis, prefix: str = "streamr:presence") -> None:
+    Heartbeats are written behind: ``beat`` only records the newest beat of each node in this
+    process, and one pipeline a ``flush_interval_s`` sends them all to Redis. The heartbeat
+    itself thus never waits on the network, and a thousand nodes cost one round trip, not a
+    thousand. Reads flush first, so this replica always sees its own beats; other replicas see
+    them within the flush interval, far inside the presence TTL. Expiry is fixed when the beat
+    arrives (PXAT), so the delay never extends a node's presence.
+    """
+
+    def __init__(
+        self, redis: Redis, prefix: str = "streamr:presence", flush_interval_s: float = 0.25
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._flush_interval_s = flush_interval_s
+        self._pending: dict[str, tuple[int, NodePresence]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
 
     def _node_key(self, node_id: str) -> str:
         return f"{self._prefix}:node:{node_id}"
@@ -115,16 +134,38 @@ class RedisPresence:
         return f"{self._prefix}:stream:{stream_id}"
 
     async def beat(self, presence: NodePresence, ttl_s: float) -> None:
-        ttl_ms = max(1, int(ttl_s * 1000))
-        expires_ms = int(time.time() * 1000) + ttl_ms
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self._node_key(presence.node_id), presence.to_json(), px=ttl_ms)
-            pipe.zadd(self._stream_key(presence.stream_id), {presence.node_id: expires_ms})
-            await pipe.execute()
+        expires_ms = int(time.time() * 1000) + max(1, int(ttl_s * 1000))
+        self._pending[presence.node_id] = (expires_ms, presence)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._flush_interval_s)
+        try:
+            await self.flush()
+        except RedisError:
+            log.warning("presence: Redis unreachable; beats kept for the next flush")
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, {}
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for node_id, (expires_ms, presence) in batch.items():
+                        pipe.set(self._node_key(node_id), presence.to_json(), pxat=expires_ms)
+                        pipe.zadd(self._stream_key(presence.stream_id), {node_id: expires_ms})
+                    await pipe.execute()
+            except RedisError:
+                for node_id, entry in batch.items():  # newer beats that arrived meanwhile win
+                    self._pending.setdefault(node_id, entry)
+                raise
 
     async def get_many(self, node_ids: list[str]) -> dict[str, NodePresence]:
         if not node_ids:
             return {}
+        await self.flush()
         values = await self._redis.mget([self._node_key(node_id) for node_id in node_ids])
         return {
             node_id: NodePresence.from_json(raw)
@@ -133,6 +174,7 @@ class RedisPresence:
         }
 
     async def online_in_stream(self, stream_id: str) -> list[str]:
+        await self.flush()
         now_ms = int(time.time() * 1000)
         key = self._stream_key(stream_id)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -142,6 +184,7 @@ class RedisPresence:
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     async def forget(self, node_id: str, stream_id: str) -> None:
+        self._pending.pop(node_id, None)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(self._node_key(node_id))
             pipe.zrem(self._stream_key(stream_id), node_id)
@@ -151,4 +194,10 @@ class RedisPresence:
         await self._redis.ping()
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        try:
+            await self.flush()
+        except RedisError:
+            log.warning("presence: could not flush the last beats to Redis at shutdown")
         await self._redis.aclose()

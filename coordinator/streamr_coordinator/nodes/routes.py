@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
 
@@ -20,7 +22,7 @@ from ..accounts.routes import client_address
 from ..accounts.service import throttle
 from ..context import AppContext
 from ..credentials import NODE_TOKEN_PREFIX
-from ..errors import Forbidden, NotFound, Unauthorized
+from ..errors import AppError, Forbidden, NotFound, Unauthorized
 from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
@@ -58,6 +60,8 @@ async def optional_node(request: Request) -> NodeIdentity | None:
     return identity
 
 
+_JSON_ONLY = "send the heartbeat as a JSON object with Content-Type: application/json"
+
 CallingNode = Annotated[NodeIdentity | None, Depends(optional_node)]
 
 
@@ -83,13 +87,23 @@ async def register_route(
     return await register_node(ctx, session, account, body)
 
 
-@router.post("/nodes/{node_id}/heartbeat", response_model=HeartbeatAck)
-async def heartbeat_route(
-    node_id: NodeIdPath, body: Heartbeat, request: Request, node: CallingNode
-) -> HeartbeatAck:
+@router.post(
+    "/nodes/{node_id}/heartbeat",
+    response_model=HeartbeatAck,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Heartbeat"}}},
+        }
+    },
+)
+async def heartbeat_route(node_id: NodeIdPath, request: Request) -> Response:
     """Report load and keep the node present. Authenticated by the node's own token."""
-    # The hottest route: the context comes from the request, not from one more dependency.
+    # The hottest route in the system, so it does by hand what FastAPI's dependencies and body
+    # handling would do: authenticate first (a stranger learns nothing from validation errors),
+    # then let pydantic-core parse and validate the raw JSON in one pass.
     ctx: AppContext = request.app.state.ctx
+    node = await optional_node(request)
     if node is None:
         if bearer_token(request) is None:
             raise Unauthorized("Heartbeats need the node token: 'Authorization: Bearer snt_...'.")
@@ -101,7 +115,25 @@ async def heartbeat_route(
         )
     if node.node_id != node_id:
         raise Forbidden("This token belongs to a different node; use that node's id in the path.")
-    return await heartbeat(ctx, node, body)
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise RequestValidationError(
+            [{"type": "content_type", "loc": ("body",), "msg": _JSON_ONLY}]
+        )
+    body = await request.body()
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        raise AppError(
+            "The request body could not be read; send a JSON object encoded as UTF-8."
+        ) from None
+    try:
+        beat = Heartbeat.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        raise RequestValidationError(errors) from None
+    ack = await heartbeat(ctx, node, beat)
+    return Response(ack.model_dump_json(), media_type="application/json")
 
 
 async def _node_and_stream(session: Session, node_id: str) -> tuple[Node, Stream]:
