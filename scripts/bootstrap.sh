@@ -8,10 +8,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Debian packages: PostgreSQL and Redis servers (the suite starts its own on loopback), Chromium
-# for page tests, jq for the README walk-through, wrk for benchmarks. Node.js and npm are taken
-# from Debian only when the machine has none (a newer Node is kept as it is).
-debian_packages=(postgresql redis-server chromium jq wrk curl)
+# Debian packages: PostgreSQL and Redis servers (the suite starts its own on loopback), nginx with
+# the RTMP module and ffmpeg for the ingest (run as the project's own processes, never as the
+# system's nginx service), Chromium for page tests, jq for the README walk-through, wrk for
+# benchmarks. Node.js and npm are taken from Debian only when the machine has none (a newer Node
+# is kept as it is).
+debian_packages=(postgresql redis-server nginx libnginx-mod-rtmp ffmpeg chromium jq wrk curl)
 command -v npm >/dev/null || debian_packages+=(nodejs npm)
 
 missing=()
@@ -45,16 +47,17 @@ fi
 # Reinstall only when a dependency list changed since the last successful install.
 stamp=.venv/.bootstrap-stamp
 want="$(cat protocol/pyproject.toml coordinator/pyproject.toml node-client/pyproject.toml \
-  requirements-test.txt | sha256sum | cut -d' ' -f1)"
+  ingest-server/pyproject.toml requirements-test.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv/" >&2
   log=.venv/bootstrap-pip.log
   if ! .venv/bin/python -m pip install --disable-pip-version-check \
-    -e protocol -e node-client -e coordinator -r requirements-test.txt >"$log" 2>&1; then
+    -e protocol -e node-client -e ingest-server -e coordinator -r requirements-test.txt \
+    >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "bootstrap: pip install failed; the whole log is in $log" >&2
     exit 1
   fi
-  .venv/bin/python -c 'import streamr_coordinator, streamr_node, streamr_protocol'
+  .venv/bin/python -c 'import streamr_coordinator, streamr_ingest, streamr_node, streamr_protocol'
   echo "$want" >"$stamp"
 fi

@@ -1,14 +1,16 @@
-"""Fixtures for end-to-end tests: real coordinator processes."""
+"""Fixtures for end-to-end tests: real coordinator and ingest processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from tests.ingest import IngestProcess, run_ingest
 from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +44,28 @@ def start_coordinator(tmp_path) -> Iterator[Callable[..., tuple[str, dict[str, s
         process.terminate()
         process.wait(timeout=20)
         log.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def start_ingest(tmp_path) -> Iterator[Callable[..., IngestProcess]]:
+    """Start `streamr-ingest` (nginx-rtmp, origin watcher, reconciler) as a real process.
+
+    ``start(coordinator_url, secret=None, data_dir=None, **settings)``: free loopback ports,
+    keyword arguments become STREAMR_INGEST_* settings. Without ``secret`` the ingest shares
+    ``<data_dir>/ingest-secret`` with a coordinator started on the same data directory (the
+    default, ``tmp_path / "data"``, is what ``start_coordinator`` uses). Every ingest is stopped
+    after the test.
+    """
+    with ExitStack() as stack:
+
+        def start(
+            coordinator_url: str,
+            secret: str | None = None,
+            data_dir: Path | None = None,
+            **settings: object,
+        ) -> IngestProcess:
+            return stack.enter_context(
+                run_ingest(coordinator_url, secret, data_dir or tmp_path / "data", **settings)
+            )
+
+        yield start

@@ -15,7 +15,9 @@ import secrets
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from .messages import Message
 
 SECRET_HEADER = "X-Streamr-Ingest-Secret"  # noqa: S105 - a header name
 RELAY_HEADER = "X-Streamr-Relay-Base"
@@ -37,11 +39,7 @@ SECRET_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{32,512}$")
 SECRET_RULE = "32 to 512 characters from A-Z a-z 0-9 . _ ~ + / = -"  # noqa: S105 - a rule
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SegmentReport(_Message):
+class SegmentReport(Message):
     """One finished HLS segment as the origin watcher saw it on disk."""
 
     stream: str = Field(pattern=STREAM_NAME_PATTERN, description="Public stream name")
@@ -53,7 +51,7 @@ class SegmentReport(_Message):
     discontinuity: bool = Field(default=False, description="EXT-X-DISCONTINUITY before it")
 
 
-class SegmentBatch(_Message):
+class SegmentBatch(Message):
     segments: list[SegmentReport] = Field(min_length=1, max_length=MAX_SEGMENTS_PER_REPORT)
 
 
@@ -62,7 +60,7 @@ class SegmentBatchResult(BaseModel):
     known: int
 
 
-class PublishingNow(_Message):
+class PublishingNow(Message):
     """The public names the ingest is publishing right now (nginx-rtmp's HLS application)."""
 
     publishing: list[str] = Field(max_length=10_000)
