@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,65 @@ def start_ingest(tmp_path) -> Iterator[Callable[..., IngestProcess]]:
             )
 
         yield start
+
+
+@dataclass
+class Demo:
+    coordinator: str
+    rtmp: str
+    origin: str
+    env: dict[str, str]
+    log: Path
+
+
+@pytest.fixture
+def start_demo(tmp_path) -> Iterator[Callable[..., Demo]]:
+    """Start `streamr demo` (the README's run command) on free ports; stopped with Ctrl-C after
+    the test, which must leave no process of it behind."""
+    started: list[tuple[subprocess.Popen, Demo]] = []
+
+    def start(*args: str) -> Demo:
+        api, rtmp, origin, hooks = free_port(), free_port(), free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
+        env |= {
+            "STREAMR_DATA_DIR": str(tmp_path / "data"),
+            "STREAMR_INGEST_RTMP_PORT": str(rtmp),
+            "STREAMR_INGEST_HTTP_PORT": str(origin),
+            "STREAMR_INGEST_HOOK_PORT": str(hooks),
+            "STREAMR_INGEST_RTMP_URL": f"rtmp://127.0.0.1:{rtmp}/live",
+        }
+        demo = Demo(
+            coordinator=f"http://127.0.0.1:{api}",
+            rtmp=f"rtmp://127.0.0.1:{rtmp}/live",
+            origin=f"http://127.0.0.1:{origin}",
+            env=env,
+            log=tmp_path / f"demo-{api}.log",
+        )
+        with demo.log.open("w") as log:
+            process = subprocess.Popen(
+                [STREAMR, "demo", "--port", str(api), *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append((process, demo))
+        wait_for_port(api, timeout_s=60, process=process)
+        wait_for_port(origin, timeout_s=60, process=process)
+        return demo
+
+    yield start
+    for process, _ in started:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    # nginx stops when the ingest does (it is told to on its parent's death); give it a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        leftovers = subprocess.run(["pgrep", "-af", str(tmp_path)], capture_output=True, text=True)
+        if leftovers.stdout == "" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert leftovers.stdout == "", f"processes outlived the demo: {leftovers.stdout}"

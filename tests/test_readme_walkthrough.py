@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -18,9 +19,10 @@ def walkthrough_blocks() -> list[str]:
     return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
 
 
-def test_walkthrough_runs_as_written(start_coordinator):
+def test_walkthrough_runs_as_written(start_demo):
     assert shutil.which("jq"), "jq is installed by scripts/bootstrap.sh"
-    base, env = start_coordinator()
+    demo = start_demo("--no-test-card")
+    base, env = demo.coordinator, {**demo.env, "RTMP": demo.rtmp, "ORIGIN": demo.origin}
     api_block, cli_block = walkthrough_blocks()
 
     result = subprocess.run(
@@ -33,15 +35,19 @@ def test_walkthrough_runs_as_written(start_coordinator):
     )
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout
-    assert '"server": "rtmp://127.0.0.1:1935/live"' in out
-    assert re.search(r'"stream_key": "sk_[\w-]{40,}"', out)
     assert '"presence_ttl_s"' in out
     assert '"registered": 1' in out and '"online": 1' in out
     assert '"connections": 2' in out
+    assert '"LIVE"' in out
+    assert "#EXT-X-MEDIA-SEQUENCE" in out and ".ts" in out
+    assert re.search(r'"sha256": "[0-9a-f]{64}"', out)
 
     # What the walk-through claims is really there, seen through the API.
-    nodes = httpx.get(f"{base}/api/v1/streams/ann-live/nodes").json()
-    assert nodes["online"] == 1
+    assert httpx.get(f"{base}/api/v1/streams/ann-live/nodes").json()["registered"] == 1
+    deadline = time.monotonic() + 30  # the last comment: OFFLINE once the test card stopped
+    while httpx.get(f"{base}/api/v1/streams/ann-live").json()["status"] != "OFFLINE":
+        assert time.monotonic() < deadline, "the stream did not go OFFLINE"
+        time.sleep(0.5)
 
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", cli_block],
@@ -55,6 +61,6 @@ def test_walkthrough_runs_as_written(start_coordinator):
     assert "stream key:  sk_" in result.stdout
     assert "streamr-node join" in result.stdout
     assert re.search(r"ann-talks\s+READY\s+Ann talks", result.stdout)
-    assert re.search(r"ann-live\s+READY\s+Ann plays chess", result.stdout)
+    assert re.search(r"ann-live\s+OFFLINE\s+Ann plays chess", result.stdout)
     created = httpx.get(f"{base}/api/v1/streams/ann-talks")
     assert created.status_code == 200, "the CLI and the server share one database"

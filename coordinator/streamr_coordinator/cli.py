@@ -79,16 +79,17 @@ def cmd_coordinator(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    base = f"http://{args.host}:{args.port}"
-    print(
-        f"StreamrP2P demo: coordinator on {base}\n"
-        f"  API docs:  {base}/docs\n"
-        f"  health:    {base}/health\n"
-        "  The README's walk-through (streamer -> stream -> invite -> node) runs against it.\n"
-        "  Stop with Ctrl-C.",
-        file=sys.stderr,
-    )
-    cmd_coordinator(args)
+    from .demo import DemoError, run_demo
+    from .logs import configure_logging
+
+    settings = _settings().model_copy(update={"host": args.host, "port": args.port})
+    configure_logging(settings.log_level)
+    if not args.no_ingest:
+        _ingest_cli()  # a missing ingest package is one line, before anything starts
+    try:
+        run_demo(settings, ingest=not args.no_ingest, test_card=not args.no_test_card)
+    except DemoError as exc:
+        raise CliError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- database
@@ -340,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="run the local demo network on the embedded defaults")
     server_options(p, "127.0.0.1", 8000)
+    p.add_argument("--no-ingest", action="store_true", help="run the coordinator alone")
+    p.add_argument("--no-test-card", action="store_true", help="do not publish a test card")
     p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser(

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from streamr_coordinator.streams.lifecycle import StreamStatus
+from streamr_coordinator.streams.models import Stream
+from streamr_coordinator.streams.service import STATE_COLUMNS
 from streamr_coordinator.streams.timers import age_streams
 from streamr_protocol.attestation import (
     AttestationError,
@@ -33,6 +38,25 @@ def hook(client, path, headers, **fields):
         headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
         follow_redirects=False,
     )
+
+
+def go_live(api, ingest, name, key, addr="203.0.113.50"):
+    """What nginx-rtmp does when OBS publishes: check the key, then start the HLS publish."""
+    assert hook(api.client, "authorize", ingest, name=key, addr=addr).status_code == 302
+    return hook(api.client, "publish", ingest, name=name)
+
+
+def backdate(api, name, seconds):
+    """Pretend the stream entered its current state ``seconds`` ago."""
+
+    async def run():
+        async with api.client.app.state.ctx.sessions() as session:
+            stream = await session.scalar(select(Stream).where(Stream.name == name))
+            column = STATE_COLUMNS[StreamStatus(stream.status)]
+            setattr(stream, column, getattr(stream, column) - timedelta(seconds=seconds))
+            await session.commit()
+
+    api.client.portal.call(run)
 
 
 def status_of(api, name):
@@ -95,13 +119,12 @@ def test_hooks_refuse_callers_without_the_secret(api, ingest):
 
 def test_publish_lifecycle_follows_the_hooks(api, ingest):
     owner = api.register()
-    name, _ = api.create_stream(owner)
-    test_name, _ = api.create_stream(owner, is_test=True)
-    assert hook(api.client, "publish", ingest, name=name).status_code == 200
-    assert hook(api.client, "publish", ingest, name=test_name).status_code == 200
+    name, key = api.create_stream(owner)
+    test_name, test_key = api.create_stream(owner, is_test=True)
+    assert go_live(api, ingest, name, key).status_code == 200
+    assert go_live(api, ingest, test_name, test_key).status_code == 200
     assert status_of(api, name) == "LIVE"
     assert status_of(api, test_name) == "TESTING"
-    assert hook(api.client, "publish", ingest, name=name).status_code == 200, "idempotent"
     assert hook(api.client, "publish-done", ingest, name=name).status_code == 200
     assert status_of(api, name) == "OFFLINE"
     assert hook(api.client, "publish-done", ingest, name=name).status_code == 200, "idempotent"
@@ -109,10 +132,25 @@ def test_publish_lifecycle_follows_the_hooks(api, ingest):
     assert [h["actor"] for h in history[:2]] == ["ingest", "ingest"]
 
 
+def test_hls_publish_needs_a_fresh_key_check(api, ingest):
+    """A local process publishing to the HLS application without a key is refused, and one key
+    check starts one publish only."""
+    owner = api.register()
+    name, key = api.create_stream(owner)
+    keyless = hook(api.client, "publish", ingest, name=name)
+    assert keyless.status_code == 403
+    assert status_of(api, name) == "READY"
+    assert go_live(api, ingest, name, key).status_code == 200
+    hook(api.client, "publish-done", ingest, name=name)
+    again = hook(api.client, "publish", ingest, name=name)
+    assert again.status_code == 403, "the authorization was used up"
+    assert status_of(api, name) == "OFFLINE"
+
+
 def test_second_publisher_and_archived_streams_are_refused(api, ingest):
     owner = api.register()
     name, key = api.create_stream(owner)
-    hook(api.client, "publish", ingest, name=name)
+    go_live(api, ingest, name, key)
     busy = hook(api.client, "authorize", ingest, name=key, addr="203.0.113.1")
     assert busy.status_code == 409
     hook(api.client, "publish-done", ingest, name=name)
@@ -126,9 +164,13 @@ def test_second_publisher_and_archived_streams_are_refused(api, ingest):
 
 def test_sync_reconciles_states(api, ingest):
     owner = api.register()
-    stuck, _ = api.create_stream(owner)
+    stuck, stuck_key = api.create_stream(owner)
     playing, _ = api.create_stream(owner)
-    hook(api.client, "publish", ingest, name=stuck)
+    fresh, fresh_key = api.create_stream(owner)
+    go_live(api, ingest, stuck, stuck_key)
+    go_live(api, ingest, fresh, fresh_key)
+    backdate(api, stuck, 60)
+    backdate(api, playing, 60)
     response = api.client.post(
         "/api/v1/ingest/sync", json={"publishing": [playing]}, headers=ingest
     )
@@ -136,6 +178,9 @@ def test_sync_reconciles_states(api, ingest):
     assert set(response.json()["changed"]) >= {stuck, playing}
     assert status_of(api, stuck) == "OFFLINE"
     assert status_of(api, playing) == "LIVE"
+    # A hook that overtook the sync wins: the stream that went live a moment ago stays LIVE.
+    assert fresh not in response.json()["changed"]
+    assert status_of(api, fresh) == "LIVE"
 
 
 def segment(name, sequence, data, **extra):

@@ -4,15 +4,20 @@ from datetime import timedelta
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field
+
+from streamr_protocol.ingest import (
+    RELAY_HEADER,
+    PublishingNow,
+    SegmentBatch,
+    SegmentBatchResult,
+    SyncResult,
+)
 
 from ..accounts.auth import Context, Session
 from ..attestation.service import ReportedSegment, register_segments
 from ..database import utcnow
 from ..errors import AppError
 from ..routing import DocumentedRoute
-from ..schemas import RequestModel
-from ..streams.schemas import NAME_PATTERN
 from .auth import require_ingest
 from .service import authorize_publish, publish_ended, publish_started, reconcile
 
@@ -22,8 +27,6 @@ router = APIRouter(
     tags=["ingest"],
     dependencies=[Depends(require_ingest)],
 )
-
-RELAY_HEADER = "x-streamr-relay-base"
 
 
 async def _hook_fields(request: Request) -> dict[str, str]:
@@ -67,34 +70,16 @@ async def publish_done_hook(request: Request, session: Session) -> dict[str, str
     return {"stream": name, "status": stream.status if stream else None}
 
 
-class SegmentReport(RequestModel):
-    stream: str = Field(pattern=NAME_PATTERN)
-    sequence: int = Field(ge=0, le=2**62)
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")
-    duration_ms: int = Field(ge=0, le=600_000)
-    size: int = Field(ge=0, le=2**40)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    discontinuity: bool = False
-
-
-class SegmentBatch(RequestModel):
-    segments: list[SegmentReport] = Field(min_length=1, max_length=500)
-
-
-@router.post("/segments")
-async def segments_route(body: SegmentBatch, ctx: Context, session: Session) -> dict[str, int]:
+@router.post("/segments", response_model=SegmentBatchResult)
+async def segments_route(body: SegmentBatch, ctx: Context, session: Session) -> SegmentBatchResult:
     """The origin watcher reports finished segments; each is signed once and kept."""
     reported = [ReportedSegment(**item.model_dump()) for item in body.segments]
     replace_before = utcnow() - timedelta(seconds=ctx.settings.segment_retention_s)
     accepted, known = await register_segments(session, ctx.signer, reported, replace_before)
-    return {"accepted": accepted, "known": known}
+    return SegmentBatchResult(accepted=accepted, known=known)
 
 
-class PublishingNow(RequestModel):
-    publishing: list[str] = Field(max_length=10_000)
-
-
-@router.post("/sync")
-async def sync_route(body: PublishingNow, session: Session) -> dict[str, list[str]]:
+@router.post("/sync", response_model=SyncResult)
+async def sync_route(body: PublishingNow, session: Session) -> SyncResult:
     """The ingest says which streams it is really publishing; states follow."""
-    return {"changed": await reconcile(session, set(body.publishing))}
+    return SyncResult(changed=await reconcile(session, set(body.publishing)))

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..context import AppContext
 from ..credentials import secret_hash
+from ..database import utcnow
 from ..errors import Conflict, Forbidden, NotFound, TooManyRequests
 from ..streams.lifecycle import StreamStatus, allowed_next, can_transition
 from ..streams.models import Stream
-from ..streams.service import transition
+from ..streams.service import STATE_COLUMNS, transition
 
 log = logging.getLogger("streamr.ingest")
 
 PUBLISHING = (StreamStatus.LIVE.value, StreamStatus.TESTING.value)
 ACTOR = "ingest"
+PUBLISH_AUTHORIZATION_TTL = timedelta(minutes=1)
+# A sync reports what rtmp_stat said a moment before it arrived; a stream whose state changed
+# more recently than that (a hook overtook the sync) is left alone until the next sync.
+SYNC_GRACE = timedelta(seconds=15)
+
+
+def _entered_current_state(stream: Stream) -> datetime:
+    entered = getattr(stream, STATE_COLUMNS[StreamStatus(stream.status)])
+    return entered or stream.updated_at
 
 
 def publish_state(stream: Stream) -> StreamStatus:
@@ -51,6 +62,8 @@ async def authorize_publish(ctx: AppContext, session: AsyncSession, key: str, ad
             f"Stream {stream.name!r} is {current.value}; it may become "
             f"{', '.join(allowed_next(current))}, not {target.value}. Set it READY first."
         )
+    stream.publish_authorized_at = utcnow()
+    await session.commit()
     log.info("publish authorized", extra={"stream": stream.name, "addr": addr})
     return stream
 
@@ -63,11 +76,24 @@ async def _stream(session: AsyncSession, name: str) -> Stream:
 
 
 async def publish_started(session: AsyncSession, name: str) -> Stream:
-    """The origin began cutting HLS for ``name``: LIVE, or TESTING for a test stream."""
+    """The origin began cutting HLS for ``name``: LIVE, or TESTING for a test stream.
+
+    Only a publish the ingest authorized with the stream key a moment ago may start; the
+    authorization is used up, so it cannot start a second one.
+    """
     stream = await _stream(session, name)
+    authorized = stream.publish_authorized_at
+    if authorized is None or utcnow() - authorized > PUBLISH_AUTHORIZATION_TTL:
+        log.warning("HLS publish refused: not authorized by a stream key", extra={"stream": name})
+        raise Forbidden(
+            f"Stream {name!r} was not authorized to publish; publish to the ingest application "
+            "with the stream key."
+        )
+    stream.publish_authorized_at = None
     target = publish_state(stream)
     if stream.status == target.value:
-        return stream  # a repeated hook, or reconciliation got there first
+        await session.commit()
+        return stream  # reconciliation got there first
     return await transition(session, stream, target, actor=ACTOR)
 
 
@@ -85,17 +111,20 @@ async def reconcile(session: AsyncSession, publishing: set[str]) -> list[str]:
     cannot leave a stream LIVE forever (or OFFLINE while it plays).
     """
     changed = []
+    settled_before = utcnow() - SYNC_GRACE
     marked = await session.scalars(select(Stream).where(Stream.status.in_(PUBLISHING)))
     for stream in list(marked):
-        if stream.name not in publishing:
+        if stream.name not in publishing and _entered_current_state(stream) < settled_before:
             await transition(session, stream, StreamStatus.OFFLINE, actor=f"{ACTOR}-sync")
             changed.append(stream.name)
     if publishing:
         rows = await session.scalars(select(Stream).where(Stream.name.in_(publishing)))
         for stream in list(rows):
             target = publish_state(stream)
-            if stream.status != target.value and can_transition(
-                StreamStatus(stream.status), target
+            if (
+                stream.status != target.value
+                and can_transition(StreamStatus(stream.status), target)
+                and _entered_current_state(stream) < settled_before
             ):
                 await transition(session, stream, target, actor=f"{ACTOR}-sync")
                 changed.append(stream.name)

@@ -30,6 +30,10 @@ class Stream(Base):
     offline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     stale_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set when the ingest checks the stream key; the HLS publish that follows must come within
+    # a minute, and uses it up. A local process publishing to the HLS application directly,
+    # without a key, is therefore refused.
+    publish_authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class StreamTransition(Base):

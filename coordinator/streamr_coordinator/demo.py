@@ -1,0 +1,187 @@
+"""``streamr demo``: the whole local network on one machine, on the embedded defaults.
+
+It runs the coordinator (in this process), the ingest (nginx-rtmp, origin watcher, reconciler)
+as a child process sharing the data directory, and, unless told not to, an ffmpeg test card
+publishing to a demo stream so that there is live video to look at straight away. Everything
+stops together on Ctrl-C; if a child dies, the demo says so in one line and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .settings import Settings
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_STREAM = "demo"
+
+
+@dataclass
+class DemoStream:
+    name: str
+    key: str
+    password: str | None  # shown only when the demo account was just created
+
+
+async def _prepare_demo_stream(settings: Settings) -> DemoStream:
+    """The demo streamer and stream, created on first use. The stream key is stored only as a
+    hash, so each demo run rotates it and shows the new one."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from .accounts.models import Role
+    from .accounts.service import create_account, find_by_email
+    from .context import AppContext
+    from .streams.models import Stream
+    from .streams.service import create_stream, rotate_key
+
+    ctx = AppContext.from_settings(settings)
+    try:
+        async with ctx.sessions() as session:
+            password = None
+            owner = await find_by_email(session, DEMO_EMAIL)
+            if owner is None:
+                password = secrets.token_urlsafe(12)
+                owner = await create_account(
+                    session, DEMO_EMAIL, password, "Demo streamer", Role.STREAMER
+                )
+            stream = await session.scalar(select(Stream).where(Stream.name == DEMO_STREAM))
+            if stream is None:
+                stream, key = await create_stream(
+                    session, owner, DEMO_STREAM, "StreamrP2P demo", "A test card", is_test=False
+                )
+            else:
+                key = await rotate_key(session, stream)
+            return DemoStream(name=stream.name, key=key, password=password)
+    finally:
+        await ctx.close()
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["STREAMR_DATA_DIR"] = str(settings.data_dir)
+    env["STREAMR_INGEST_COORDINATOR_URL"] = f"http://{settings.host}:{settings.port}"
+    return env
+
+
+def _watch(process: subprocess.Popen[Any], what: str, stopping: threading.Event) -> None:
+    """Stop the demo if a child it depends on dies."""
+    status = process.wait()
+    if not stopping.is_set():
+        print(f"streamr demo: {what} exited with status {status}; stopping", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _wait_for_ingest(ingest: subprocess.Popen[Any], rtmp_url: str, timeout_s: float = 60) -> None:
+    """Publishing before nginx listens would only be refused: wait for the RTMP port."""
+    parsed = urlsplit(rtmp_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ingest.poll() is not None:
+            raise DemoError(f"the ingest exited with status {ingest.returncode} while starting")
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port or 1935), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise DemoError(f"the ingest did not listen on {parsed.hostname}:{parsed.port} in time")
+
+
+class DemoError(Exception):
+    """The demo could not start; the message says why."""
+
+
+def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
+    import uvicorn
+
+    from .main import create_app
+    from .migrations import runner
+
+    settings.prepare_data_dir()
+    runner.upgrade(settings.sqlalchemy_url)
+    demo = asyncio.run(_prepare_demo_stream(settings))
+    base = f"http://{settings.host}:{settings.port}"
+
+    children: list[tuple[subprocess.Popen[Any], str]] = []
+    stopping = threading.Event()
+    env = _child_env(settings)
+    if ingest:
+        children.append(
+            (subprocess.Popen([sys.executable, "-m", "streamr_ingest"], env=env), "the ingest")
+        )
+        if test_card:
+            _wait_for_ingest(children[0][0], settings.ingest_rtmp_url)
+            card = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streamr_ingest",
+                    "push-test",
+                    demo.name,
+                    "--key",
+                    "-",
+                    "--rtmp",
+                    settings.ingest_rtmp_url,
+                    "--size",
+                    "640x360",
+                ],
+                env=env,
+                stdin=subprocess.PIPE,
+                text=True,
+            )
+            assert card.stdin is not None
+            card.stdin.write(demo.key + "\n")  # stdin, so the key stays out of process listings
+            card.stdin.close()
+            children.append((card, "the test card"))
+    for process, what in children:
+        threading.Thread(target=_watch, args=(process, what, stopping), daemon=True).start()
+
+    lines = [
+        f"StreamrP2P demo: coordinator on {base}",
+        f"  API docs:      {base}/docs",
+        f"  streams:       {base}/api/v1/streams",
+    ]
+    if ingest:
+        origin = os.environ.get("STREAMR_INGEST_HTTP_PORT", "8080")
+        lines += [
+            f"  OBS server:    {settings.ingest_rtmp_url}",
+            f"  demo stream:   {demo.name}, key {demo.key} (rotated at every demo start)",
+            f"  origin HLS:    http://127.0.0.1:{origin}/hls/{demo.name}/index.m3u8",
+            f"  signed index:  {base}/api/v1/streams/{demo.name}/segments",
+        ]
+        if test_card:
+            lines.append("  a test card is publishing to the demo stream (--no-test-card to skip)")
+    if demo.password:
+        lines.append(f"  demo login:    {DEMO_EMAIL} / {demo.password} (shown once)")
+    lines.append("  Stop with Ctrl-C.")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        stopping.set()
+        for process, _ in reversed(children):
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in children:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
