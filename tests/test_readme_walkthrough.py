@@ -25,16 +25,20 @@ def test_walkthrough_runs_as_written(start_demo):
     base, env = demo.coordinator, {**demo.env, "RTMP": demo.rtmp, "ORIGIN": demo.origin}
     api_block, cli_block = walkthrough_blocks()
 
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", api_block],
-        env={**env, "COORD": base},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
+    def run(block: str) -> str:
+        """One README block, in bash with errors fatal, from the repository root."""
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            env={**env, "COORD": base},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        return result.stdout
+
+    out = run(api_block)
     assert '"presence_ttl_s"' in out
     assert '"registered": 1' in out and '"online": 1' in out
     assert '"connections": 2' in out
@@ -49,18 +53,10 @@ def test_walkthrough_runs_as_written(start_demo):
         assert time.monotonic() < deadline, "the stream did not go OFFLINE"
         time.sleep(0.5)
 
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", cli_block],
-        env={**env, "COORD": base},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "stream key:  sk_" in result.stdout
-    assert "streamr-node join" in result.stdout
-    assert re.search(r"ann-talks\s+READY\s+Ann talks", result.stdout)
-    assert re.search(r"ann-live\s+OFFLINE\s+Ann plays chess", result.stdout)
+    out = run(cli_block)
+    assert "stream key:  sk_" in out
+    assert "streamr-node join" in out
+    assert re.search(r"ann-talks\s+READY\s+Ann talks", out)
+    assert re.search(r"ann-live\s+OFFLINE\s+Ann plays chess", out)
     created = httpx.get(f"{base}/api/v1/streams/ann-talks")
     assert created.status_code == 200, "the CLI and the server share one database"
