@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.coordinator import run_coordinator
 from tests.ingest import IngestProcess, run_ingest
 from tests.servers import free_port, wait_for_port
 
@@ -25,28 +26,18 @@ def start_coordinator(tmp_path) -> Iterator[Callable[..., tuple[str, dict[str, s
     """Start `streamr coordinator` as a real process; returns (base URL, its environment).
 
     Keyword arguments become STREAMR_* settings. Every process is stopped after the test.
+    (``tests.coordinator.run_coordinator`` does the work; it also lets a test stop and restart
+    a coordinator.)
     """
-    processes: list[tuple[subprocess.Popen, object]] = []
+    with ExitStack() as stack:
 
-    def start(**settings: str) -> tuple[str, dict[str, str]]:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
-        env |= {"STREAMR_DATA_DIR": str(tmp_path / "data"), "STREAMR_PORT": str(port)}
-        env |= {f"STREAMR_{key.upper()}": value for key, value in settings.items()}
-        if "STREAMR_DATABASE_URL" in env:
-            migrate = subprocess.run([STREAMR, "db", "upgrade"], env=env, capture_output=True)
-            assert migrate.returncode == 0, migrate.stderr
-        log = (tmp_path / f"coordinator-{port}.log").open("w")
-        process = subprocess.Popen([STREAMR, "coordinator"], env=env, stdout=log, stderr=log)
-        processes.append((process, log))
-        wait_for_port(port, process=process)
-        return f"http://127.0.0.1:{port}", env
+        def start(**settings: str) -> tuple[str, dict[str, str]]:
+            coordinator = stack.enter_context(
+                run_coordinator(tmp_path / "data", log_dir=tmp_path, **settings)
+            )
+            return coordinator.url, coordinator.env
 
-    yield start
-    for process, log in processes:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()  # type: ignore[attr-defined]
+        yield start
 
 
 @pytest.fixture

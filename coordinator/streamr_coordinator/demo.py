@@ -105,6 +105,8 @@ class DemoError(Exception):
 def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
     import uvicorn
 
+    from streamr_ingest.nginx import die_with_parent
+
     from .main import create_app
     from .migrations import runner
 
@@ -117,9 +119,11 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
     stopping = threading.Event()
     env = _child_env(settings)
     if ingest:
-        children.append(
-            (subprocess.Popen([sys.executable, "-m", "streamr_ingest"], env=env), "the ingest")
+        # Children die with the demo, however it dies (killed outright included).
+        ingest_process = subprocess.Popen(
+            [sys.executable, "-m", "streamr_ingest"], env=env, preexec_fn=die_with_parent
         )
+        children.append((ingest_process, "the ingest"))
         if test_card:
             _wait_for_ingest(children[0][0], settings.ingest_rtmp_url)
             card = subprocess.Popen(
@@ -139,6 +143,7 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
                 env=env,
                 stdin=subprocess.PIPE,
                 text=True,
+                preexec_fn=die_with_parent,
             )
             assert card.stdin is not None
             card.stdin.write(demo.key + "\n")  # stdin, so the key stays out of process listings

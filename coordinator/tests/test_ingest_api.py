@@ -181,6 +181,12 @@ def test_sync_reconciles_states(api, ingest):
     # A hook that overtook the sync wins: the stream that went live a moment ago stays LIVE.
     assert fresh not in response.json()["changed"]
     assert status_of(api, fresh) == "LIVE"
+    # Unless the list is complete (nginx just started): then nothing else can be on air.
+    complete = api.client.post(
+        "/api/v1/ingest/sync", json={"publishing": [playing], "complete": True}, headers=ingest
+    )
+    assert fresh in complete.json()["changed"]
+    assert status_of(api, fresh) == "OFFLINE"
 
 
 def segment(name, sequence, data, **extra):

@@ -57,8 +57,10 @@ class CoordinatorClient:
         body = SegmentBatch(segments=list(segments)).model_dump(mode="json")
         return SegmentBatchResult.model_validate(await self._post(SEGMENTS_PATH, body))
 
-    async def sync(self, publishing: Sequence[str]) -> SyncResult:
-        body = PublishingNow(publishing=sorted(publishing)).model_dump(mode="json")
+    async def sync(self, publishing: Sequence[str], complete: bool = False) -> SyncResult:
+        body = PublishingNow(publishing=sorted(publishing), complete=complete).model_dump(
+            mode="json"
+        )
         return SyncResult.model_validate(await self._post(SYNC_PATH, body))
 
     async def _post(self, path: str, body: dict) -> dict:

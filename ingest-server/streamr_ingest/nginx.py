@@ -238,8 +238,11 @@ def parse_log_line(line: str) -> tuple[int, str]:
 # ---------------------------------------------------------------- process
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # If the runner is killed outright, nginx must not live on holding the ports.
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A ``preexec_fn``: the child gets SIGTERM when its parent dies, however it dies.
+
+    If the runner is killed outright, nginx must not live on holding the ports.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -262,7 +265,7 @@ class NginxProcess:
             # Its own session: Ctrl-C in a terminal reaches the runner, which stops nginx in
             # order, instead of reaching nginx directly.
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # no threads exist yet at this point
+            preexec_fn=die_with_parent,  # no threads exist yet at this point
         )
         self._reader = asyncio.create_task(self._read_stderr(), name="nginx-stderr")
         await self._wait_ready(ready_timeout_s)

@@ -50,6 +50,7 @@ class Reconciler:
         self.interval_s = interval_s
         self._http = httpx.AsyncClient(timeout=5.0, trust_env=False)  # loopback: no proxy
         self._failing = False
+        self._synced_once = False
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -67,12 +68,15 @@ class Reconciler:
         """Read rtmp_stat and post it; the streams whose state changed, or None on failure."""
         try:
             publishing = await self.read_stat()
-            result = await self.client.sync(publishing)
+            # The first sync after nginx started is complete: a stream marked LIVE moments
+            # before a crash cannot still be publishing through a fresh nginx.
+            result = await self.client.sync(publishing, complete=not self._synced_once)
         except (StatUnavailable, CoordinatorUnavailable, CoordinatorRefused) as exc:
             if not self._failing:
                 self._failing = True
                 log.warning("reconciliation failed; will retry", extra={"reason": str(exc)})
             return None
+        self._synced_once = True
         if self._failing:
             self._failing = False
             log.info("reconciliation works again")
@@ -91,7 +95,7 @@ class Reconciler:
     async def nothing_publishing(self) -> None:
         """Said once when the ingest stops: with nginx gone, nothing is on air any more."""
         try:
-            result = await self.client.sync([])
+            result = await self.client.sync([], complete=True)
         except (CoordinatorUnavailable, CoordinatorRefused) as exc:
             log.warning(
                 "could not tell the coordinator that publishing stopped",

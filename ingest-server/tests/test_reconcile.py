@@ -56,6 +56,7 @@ def test_sync_posts_what_is_publishing_and_survives_failures(fake_coordinator, c
             assert await reconciler.sync_once() is None
             reconciler.read_stat = _stat_says(["pub1"])  # type: ignore[method-assign]
             assert await reconciler.sync_once() == []
+            assert await reconciler.sync_once() == []
             await reconciler.nothing_publishing()
         finally:
             await reconciler.close()
@@ -63,7 +64,13 @@ def test_sync_posts_what_is_publishing_and_survives_failures(fake_coordinator, c
 
     asyncio.run(main())
     bodies = [call.body for call in fake_coordinator.calls("/sync")]
-    assert bodies == [{"publishing": ["pub1"]}, {"publishing": []}]
+    # The first sync that gets through is complete (nginx just started), later ones are not,
+    # and the last one, as the ingest stops, is complete again.
+    assert bodies == [
+        {"publishing": ["pub1"], "complete": True},
+        {"publishing": ["pub1"], "complete": False},
+        {"publishing": [], "complete": True},
+    ]
     events = [record.getMessage() for record in caplog.records]
     assert events.count("reconciliation failed; will retry") == 1
     assert "reconciliation works again" in events

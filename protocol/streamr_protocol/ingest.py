@@ -64,6 +64,11 @@ class PublishingNow(Message):
     """The public names the ingest is publishing right now (nginx-rtmp's HLS application)."""
 
     publishing: list[str] = Field(max_length=10_000)
+    complete: bool = Field(
+        default=False,
+        description="True when nginx has just started or stopped: nothing is publishing that is "
+        "not listed, so the coordinator applies the list even to states changed moments ago",
+    )
 
 
 class SyncResult(BaseModel):

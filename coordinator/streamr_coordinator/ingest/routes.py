@@ -82,4 +82,4 @@ async def segments_route(body: SegmentBatch, ctx: Context, session: Session) -> 
 @router.post("/sync", response_model=SyncResult)
 async def sync_route(body: PublishingNow, session: Session) -> SyncResult:
     """The ingest says which streams it is really publishing; states follow."""
-    return SyncResult(changed=await reconcile(session, set(body.publishing)))
+    return SyncResult(changed=await reconcile(session, set(body.publishing), body.complete))

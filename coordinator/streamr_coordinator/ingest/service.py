@@ -104,14 +104,17 @@ async def publish_ended(session: AsyncSession, name: str) -> Stream | None:
     return await transition(session, stream, StreamStatus.OFFLINE, actor=ACTOR)
 
 
-async def reconcile(session: AsyncSession, publishing: set[str]) -> list[str]:
+async def reconcile(
+    session: AsyncSession, publishing: set[str], complete: bool = False
+) -> list[str]:
     """Make the stream states match what the ingest is really publishing.
 
     Run by the ingest at start and periodically, so that a hook lost to a restart of either side
     cannot leave a stream LIVE forever (or OFFLINE while it plays).
     """
     changed = []
-    settled_before = utcnow() - SYNC_GRACE
+    # A complete list (nginx just started or stopped) is applied to every stream at once.
+    settled_before = utcnow() + SYNC_GRACE if complete else utcnow() - SYNC_GRACE
     marked = await session.scalars(select(Stream).where(Stream.status.in_(PUBLISHING)))
     for stream in list(marked):
         if stream.name not in publishing and _entered_current_state(stream) < settled_before:
