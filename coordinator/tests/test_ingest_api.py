@@ -287,3 +287,15 @@ def test_timers_age_offline_streams(api):
     assert [h["actor"] for h in history[:2]] == ["timer", "timer"]
     detail = api.client.get(f"/api/v1/streams/{name}", headers=owner.headers).json()
     assert detail["state_entered_at"]["ARCHIVED"] is not None
+
+
+def test_a_segment_repeated_within_one_batch_is_recorded_once(api, ingest):
+    owner = api.register()
+    name, _ = api.create_stream(owner)
+    item = segment(name, 3, b"same bytes")
+    response = api.client.post(
+        "/api/v1/ingest/segments", json={"segments": [item, item]}, headers=ingest
+    )
+    assert response.json() == {"accepted": 1, "known": 1}
+    index = api.client.get(f"/api/v1/streams/{name}/segments").json()
+    assert [s["sequence"] for s in index["segments"]] == [3]

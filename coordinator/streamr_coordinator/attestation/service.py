@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamr_protocol.attestation import SegmentEntry
@@ -52,12 +52,27 @@ async def register_segments(
     if missing:
         raise NotFound(f"No stream is named {sorted(missing)[0]!r}; segments were not recorded.")
 
+    # One query for every record the batch could collide with, not one per segment: a
+    # restarted watcher re-sends its whole listing at once.
+    wanted: dict[str, set[int]] = {}
+    for item in reported:
+        wanted.setdefault(streams[item.stream].id, set()).add(item.sequence)
+    rows = await session.scalars(
+        select(Segment).where(
+            or_(
+                *(
+                    (Segment.stream_id == stream_id) & Segment.sequence.in_(sequences)
+                    for stream_id, sequences in wanted.items()
+                )
+            )
+        )
+    )
+    stored = {(row.stream_id, row.sequence): row for row in rows}
+
     accepted = known = 0
     for item in reported:
         stream = streams[item.stream]
-        existing = await session.scalar(
-            select(Segment).where(Segment.stream_id == stream.id, Segment.sequence == item.sequence)
-        )
+        existing = stored.get((stream.id, item.sequence))
         if existing is not None:
             if existing.sha256 == item.sha256 and existing.size == item.size:
                 known += 1
@@ -71,20 +86,21 @@ async def register_segments(
                 )
             await session.delete(existing)
             await session.flush()
-        session.add(
-            Segment(
-                stream_id=stream.id,
-                sequence=item.sequence,
-                name=item.name,
-                duration_ms=item.duration_ms,
-                size=item.size,
-                sha256=item.sha256,
-                discontinuity=item.discontinuity,
-                signature=signer.sign(
-                    stream.name, item.sequence, item.name, item.duration_ms, item.size, item.sha256
-                ),
-            )
+        record = Segment(
+            stream_id=stream.id,
+            sequence=item.sequence,
+            name=item.name,
+            duration_ms=item.duration_ms,
+            size=item.size,
+            sha256=item.sha256,
+            discontinuity=item.discontinuity,
+            signature=signer.sign(
+                stream.name, item.sequence, item.name, item.duration_ms, item.size, item.sha256
+            ),
+            created_at=utcnow(),
         )
+        session.add(record)
+        stored[(stream.id, item.sequence)] = record  # a repeat later in the batch is known
         accepted += 1
     await session.commit()
     if accepted:
