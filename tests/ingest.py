@@ -80,7 +80,10 @@ def run_ingest(
 
     Without ``secret`` the ingest uses ``<data_dir>/ingest-secret``, as the coordinator does.
     """
-    ports = {name: free_port() for name in ("rtmp_port", "http_port", "hook_port")}
+    ports = {
+        name: int(settings.pop(name, None) or free_port())
+        for name in ("rtmp_port", "http_port", "hook_port")
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
     values: dict[str, Any] = {"coordinator_url": coordinator_url, "data_dir": data_dir, **ports}
     if secret is not None:

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from streamr_ingest.playlist import Playlist, PlaylistError, parse
 from streamr_protocol.attestation import (
     AttestationKey,
     SegmentEntry,
@@ -31,8 +30,10 @@ from streamr_protocol.attestation import (
     public_key_from,
     verify_segment,
 )
+from streamr_protocol.playlist import Playlist, PlaylistError, parse
 from tests.coordinator import CoordinatorProcess, run_coordinator
 from tests.ingest import IngestProcess, push_test_card, run_ingest
+from tests.servers import free_port
 
 T = TypeVar("T")
 
@@ -259,13 +260,25 @@ def log_events(text: str, event: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def run_stack(workdir: Path) -> Iterator[Stack]:
-    """A coordinator and an ingest on ``workdir / "data"`` (shared ingest secret), a streamer."""
+def run_stack(workdir: Path, **coordinator_settings: object) -> Iterator[Stack]:
+    """A coordinator and an ingest on ``workdir / "data"`` (shared ingest secret), a streamer.
+
+    The coordinator knows the ingest's origin URL and accepts loopback node URLs, as on one
+    machine; keyword arguments become more of its STREAMR_* settings.
+    """
     data_dir = workdir / "data"
+    http_port = free_port()
+    settings = {
+        "origin_url": f"http://127.0.0.1:{http_port}",
+        "allow_private_node_urls": "true",
+        **coordinator_settings,
+    }
     with ExitStack() as exit_stack:
-        coordinator = exit_stack.enter_context(run_coordinator(data_dir, log_dir=workdir))
+        coordinator = exit_stack.enter_context(
+            run_coordinator(data_dir, log_dir=workdir, **{k: str(v) for k, v in settings.items()})
+        )
         ingest = exit_stack.enter_context(
-            run_ingest(coordinator.url, None, data_dir, **INGEST_SETTINGS)
+            run_ingest(coordinator.url, None, data_dir, http_port=http_port, **INGEST_SETTINGS)
         )
         api = StreamerApi(coordinator.url)
         exit_stack.callback(api.close)

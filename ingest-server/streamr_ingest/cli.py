@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from streamr_protocol.ingest import SecretError
+from streamr_protocol.logs import configure_logging
 
 from . import __version__
 from .config import ConfigError, load_settings
-from .logs import configure_logging
 from .nginx import NginxError
 from .runner import IngestFailure, prepare
 from .runner import run as run_ingest

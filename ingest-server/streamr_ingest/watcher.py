@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamr_protocol.ingest import STREAM_NAME_PATTERN, SegmentReport
+from streamr_protocol.playlist import Playlist, PlaylistError, parse
 
 from .coordinator_client import CoordinatorClient, CoordinatorRefused, CoordinatorUnavailable
-from .playlist import Playlist, PlaylistError, parse
 
 log = logging.getLogger("streamr.ingest.watcher")
 

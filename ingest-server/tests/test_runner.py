@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamr_ingest.playlist import PlaylistError, parse
+from streamr_protocol.playlist import PlaylistError, parse
 from tests.ingest import (
     KEY,
     SECRET,
@@ -117,7 +117,9 @@ def test_publish_hls_origin_and_attestation(ingest, fake_coordinator):
         assert record["size"] == len(segment.content)
         assert 900 <= record["duration_ms"] <= 2100 or sequence == sequences[-1]
         durations += record["duration_ms"]
-    assert 8000 <= durations <= 10_000
+    # Nine seconds published; the relay into HLS starts on a keyframe (wait_key), which can be
+    # the second one, two seconds in.
+    assert 6000 <= durations <= 10_000
     assert fake_coordinator.segments[(STREAM, 0)]["discontinuity"]
 
     # Every segment nginx listed was reported after it was listed (the delay itself is a

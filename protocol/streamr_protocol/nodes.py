@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
+from .attestation import AttestationKey
 from .messages import Message
 
 # Bounds that keep a single message small and obviously sane; anything outside them is a bug
@@ -71,3 +72,58 @@ class HeartbeatAck(BaseModel):
     received_at: datetime
     next_heartbeat_s: float
     presence_ttl_s: float
+
+
+class Upstream(BaseModel):
+    """Where a node pulls the stream from: the origin, or a parent node (nodes form a tree)."""
+
+    kind: Literal["origin", "node"]
+    base_url: str = Field(description="Prefix of the HLS paths, e.g. http://origin:8080")
+    node_id: str | None = None
+
+
+class Assignment(BaseModel):
+    """What a node should relay and from where; nodes ask again every ``refresh_s``."""
+
+    node_id: str
+    stream: str
+    stream_state: str
+    live: bool
+    playlist_path: str = Field(description="Append to an upstream's base_url")
+    upstream: Upstream
+    origin: Upstream = Field(description="Fallback when the upstream fails or sends bad bytes")
+    attestation_key: AttestationKey = Field(
+        description="Verifies segment signatures and viewer session tokens"
+    )
+    refresh_s: float
+    report_interval_s: float
+
+
+ReachabilityStatus = Literal[
+    "reachable",
+    "no_public_url",
+    "private_address",
+    "refused",
+    "timeout",
+    "bad_response",
+    "wrong_node",
+]
+
+
+class ReachabilityCheck(Message):
+    """A node asks the coordinator to try its public URL from outside."""
+
+    public_url: PublicUrl | None = Field(
+        default=None, description="URL to check; the last one the node reported when absent"
+    )
+
+
+class Reachability(BaseModel):
+    """The coordinator's verdict, with what to do about it in plain words."""
+
+    reachable: bool
+    status: ReachabilityStatus
+    checked_url: str | None
+    detail: str
+    advice: list[str]
+    checked_at: datetime

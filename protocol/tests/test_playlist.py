@@ -5,7 +5,7 @@ from __future__ import annotations
 import m3u8
 import pytest
 
-from streamr_ingest.playlist import PlaylistError, duration_ms, parse
+from streamr_protocol.playlist import PlaylistError, duration_ms, parse
 
 # Written by Debian's nginx-rtmp 1.2.2 (hls_nested on, hls_continuous on) after a stream was
 # published, stopped, and published again: numbering carried on at 8 with a discontinuity.

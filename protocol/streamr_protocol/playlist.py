@@ -1,4 +1,7 @@
-"""nginx-rtmp's live media playlists, read as plain data.
+"""Live HLS media playlists (RFC 8216), read as plain data and written back.
+
+The origin watcher reads nginx-rtmp's playlists with ``parse``; friend nodes read their
+upstream's with it and publish their own window with ``render``.
 
 nginx-rtmp writes ``index.m3u8`` next to the segments it lists, replacing it atomically (write a
 ``.bak`` file, rename) after each fragment is closed. A segment is therefore complete as soon as
@@ -11,6 +14,7 @@ sequence, target duration, ``#EXTINF`` durations, ``#EXT-X-DISCONTINUITY`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -103,3 +107,36 @@ def _integer(line: str, tag: str) -> int:
     if not value.isdigit():
         raise PlaylistError(f"{tag} {value!r} is not a non-negative integer")
     return int(value)
+
+
+def render(
+    *,
+    target_duration_s: int,
+    media_sequence: int,
+    segments: Sequence[Segment],
+    discontinuity_sequence: int = 0,
+    ended: bool = False,
+) -> str:
+    """A live media playlist for ``segments`` (oldest first), following RFC 8216.
+
+    ``media_sequence`` is the sequence number of the first listed segment; the numbers of the
+    others are implied by their position, so the caller lists consecutive segments only.
+    ``discontinuity_sequence`` counts the discontinuities that have left the list, so a player
+    joining late still lines up timestamps across them (section 4.3.3.3).
+    """
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{target_duration_s}",
+        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
+    ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+    for segment in segments:
+        if segment.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXTINF:{segment.duration_ms // 1000}.{segment.duration_ms % 1000:03d},")
+        lines.append(segment.uri)
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
