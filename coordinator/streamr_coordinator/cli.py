@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import re
@@ -76,6 +77,44 @@ def cmd_coordinator(args: argparse.Namespace) -> None:
         proxy_headers=args.behind_proxy,
         forwarded_allow_ips="*" if args.behind_proxy else None,
     )
+
+
+def cmd_worker(_args: argparse.Namespace) -> None:
+    """Housekeeping (timers, pruning) as a process of its own, for production.
+
+    The coordinator replicas then run with STREAMR_RUN_BACKGROUND_JOBS=false. Each job is
+    idempotent, so a second worker (or a replica that still runs the jobs) does no harm.
+    """
+    from .logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    print(json.dumps({"worker": settings.describe()}, indent=2), file=sys.stderr)
+    asyncio.run(_run_worker())
+
+
+async def _run_worker() -> None:
+    import logging
+    import signal
+
+    from . import background
+
+    log = logging.getLogger("streamr.worker")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def work(ctx: Any) -> None:
+        jobs = asyncio.create_task(background.run_forever(ctx, first_now=True))
+        log.info("worker ready", extra={"interval_s": ctx.settings.background_interval_s})
+        await stop.wait()
+        jobs.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await jobs
+        log.info("worker stopped")
+
+    await _with_context(work)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -338,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("coordinator", help="run the coordinator API server")
     server_options(p, None, None)
     p.set_defaults(func=cmd_coordinator)
+
+    p = commands.add_parser(
+        "worker",
+        help="run the housekeeping jobs (timers, pruning) on their own; coordinator replicas "
+        "then run with STREAMR_RUN_BACKGROUND_JOBS=false",
+    )
+    p.set_defaults(func=cmd_worker)
 
     p = commands.add_parser("demo", help="run the local demo network on the embedded defaults")
     server_options(p, "127.0.0.1", 8000)

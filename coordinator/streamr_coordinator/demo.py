@@ -98,6 +98,19 @@ def _wait_for_ingest(ingest: subprocess.Popen[Any], rtmp_url: str, timeout_s: fl
     raise DemoError(f"the ingest did not listen on {parsed.hostname}:{parsed.port} in time")
 
 
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: its nodes run on this machine, so their loopback URLs are accepted,
+    and nodes and viewers are sent to the demo's own origin. Either can still be set explicitly."""
+    chosen = settings.model_fields_set
+    update: dict[str, Any] = {}
+    if "allow_private_node_urls" not in chosen:
+        update["allow_private_node_urls"] = True
+    if "origin_url" not in chosen:
+        port = os.environ.get("STREAMR_INGEST_HTTP_PORT", "8080")
+        update["origin_url"] = f"http://127.0.0.1:{port}"
+    return settings.model_copy(update=update)
+
+
 class DemoError(Exception):
     """The demo could not start; the message says why."""
 
@@ -110,6 +123,7 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
     from .main import create_app
     from .migrations import runner
 
+    settings = demo_settings(settings)
     settings.prepare_data_dir()
     runner.upgrade(settings.sqlalchemy_url)
     demo = asyncio.run(_prepare_demo_stream(settings))
@@ -158,11 +172,10 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
         f"  streams:       {base}/api/v1/streams",
     ]
     if ingest:
-        origin = os.environ.get("STREAMR_INGEST_HTTP_PORT", "8080")
         lines += [
             f"  OBS server:    {settings.ingest_rtmp_url}",
             f"  demo stream:   {demo.name}, key {demo.key} (rotated at every demo start)",
-            f"  origin HLS:    http://127.0.0.1:{origin}/hls/{demo.name}/index.m3u8",
+            f"  origin HLS:    {settings.origin_url}/hls/{demo.name}/index.m3u8",
             f"  signed index:  {base}/api/v1/streams/{demo.name}/segments",
         ]
         if test_card:

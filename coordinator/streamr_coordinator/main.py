@@ -26,6 +26,8 @@ from .nodes.routes import router as nodes_router
 from .routing import publish_schemas
 from .settings import Settings
 from .streams.routes import router as streams_router
+from .usage.routes import router as usage_router
+from .viewers.routes import router as viewers_router
 
 log = logging.getLogger("streamr.coordinator")
 
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         invites_router,
         attestation_router,
         ingest_router,
+        viewers_router,
+        usage_router,
     ):
         app.include_router(router)
     publish_schemas(app, Heartbeat)

@@ -6,14 +6,20 @@ from .database import Base
 from .invites.models import Invite
 from .nodes.models import Node
 from .streams.models import Stream, StreamTransition
+from .usage.models import IntegrityFailure, UsageLine, UsageReport
+from .viewers.models import ViewerSession
 
 __all__ = [
     "Account",
     "Base",
+    "IntegrityFailure",
     "Invite",
     "Node",
     "RefreshToken",
     "Segment",
     "Stream",
     "StreamTransition",
+    "UsageLine",
+    "UsageReport",
+    "ViewerSession",
 ]

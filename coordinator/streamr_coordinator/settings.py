@@ -12,6 +12,7 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -78,6 +79,29 @@ class Settings(BaseSettings):
         default=10.0, ge=0, le=300, description="How long a replica trusts a node token lookup"
     )
 
+    origin_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Public base URL of the HLS origin; playlists are at /hls/<stream>/index.m3u8",
+    )
+    origin_fanout: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="Nodes per stream that pull from the origin; each node feeds at most this many",
+    )
+    allow_private_node_urls: bool = Field(
+        default=False,
+        description="Let reachability checks connect to loopback and private addresses (one "
+        "machine, tests); off in production, where it would let nodes probe the internal network",
+    )
+    usage_report_interval_s: float = Field(default=10, gt=0, le=3600)
+    assignment_refresh_s: float = Field(default=10, gt=0, le=3600)
+    viewer_session_ttl_s: float = Field(default=6 * 3600, ge=60, le=7 * 86_400)
+    viewer_sessions_per_minute: int = Field(
+        default=30, ge=1, description="Viewer sessions a client address may open per minute"
+    )
+    reachability_timeout_s: float = Field(default=3, gt=0, le=60)
+
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Login/registration attempts per address per minute before 429.
     auth_attempts_per_minute: int = Field(default=30, ge=1)
@@ -89,6 +113,19 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("log_level must be one of DEBUG, INFO, WARNING, ERROR")
         return value
+
+    @field_validator("origin_url")
+    @classmethod
+    def _http_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("origin_url must be an http:// or https:// URL, e.g. http://host:8080")
+        # Paths are appended to it ("/hls/..."), so a trailing slash would double up.
+        return urlunsplit(parts).rstrip("/")
 
     @classmethod
     def settings_customise_sources(
@@ -127,12 +164,23 @@ class Settings(BaseSettings):
                 value = make_url(self.sqlalchemy_url).render_as_string(hide_password=True)
             elif name == "redis_url" and value is not None:
                 value = make_url(value.get_secret_value()).render_as_string(hide_password=True)
+            elif name == "origin_url":
+                value = _without_password(value)
             elif isinstance(value, SecretStr):
                 value = "(set)"
             elif isinstance(value, Path):
                 value = str(value)
             shown[name] = value
         return shown
+
+
+def _without_password(url: str) -> str:
+    """A URL as it may be printed: a password in it (http://user:pass@host) is masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _async_driver(url: str) -> str:

@@ -7,6 +7,7 @@ independent by using fresh, unique accounts and stream names.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from streamr_coordinator.accounts.service import create_account
 from streamr_coordinator.main import create_app
 from streamr_coordinator.settings import Settings
 
+from .loopback import NodeHost, node_host
+
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count()
 
@@ -31,6 +34,9 @@ def make_settings(tmp: Path, database_url: str | None, **overrides: Any) -> Sett
         "database_url": database_url,
         "auto_migrate": True,
         "auth_attempts_per_minute": 100_000,
+        "viewer_sessions_per_minute": 100_000,
+        # Test nodes listen on loopback, which production refuses to check (SSRF protection).
+        "allow_private_node_urls": True,
     }
     values.update(overrides)
     return Settings(**values)
@@ -167,10 +173,67 @@ class Api:
             **fields,
         }
 
+    def set_status(self, owner: Account, stream: str, status: str) -> None:
+        response = self.client.post(
+            f"/api/v1/streams/{stream}/status", json={"status": status}, headers=owner.headers
+        )
+        assert response.status_code == 200, response.text
+
+    def heartbeat(self, node: Node, **fields: Any) -> None:
+        response = self.client.post(
+            f"/api/v1/nodes/{node.id}/heartbeat",
+            json=self.heartbeat_body(**fields),
+            headers=node.headers,
+        )
+        assert response.status_code == 200, response.text
+
+    def check_reachability(self, node: Node, **body: Any) -> dict[str, Any]:
+        response = self.client.post(
+            f"/api/v1/nodes/{node.id}/reachability", json=body, headers=node.headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def relay(self, node: Node, host: NodeHost, **load: Any) -> None:
+        """Make ``node`` a working relay: present (a heartbeat with ``load``), with a public URL
+        on ``host`` that answers its health check, and checked reachable."""
+        self.heartbeat(node, public_url=host.node_url(node.id), **load)
+        verdict = self.check_reachability(node)
+        assert verdict["status"] == "reachable", verdict
+
+    def open_session(self, stream: str) -> dict[str, Any]:
+        response = self.client.post(f"/api/v1/streams/{stream}/sessions")
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def usage_report(self, stream: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "report_id": f"r-{uuid.uuid4().hex}",
+            "stream": stream,
+            "period_start": "2026-01-01T00:00:00Z",
+            "period_end": "2026-01-01T00:00:10Z",
+            **fields,
+        }
+
+
+@pytest.fixture(scope="session")
+def nodes_host() -> Iterator[NodeHost]:
+    """One loopback HTTP server that answers health checks for any number of test nodes."""
+    with node_host() as host:
+        yield host
+
 
 @pytest.fixture
 def api(client: TestClient) -> Api:
     return Api(client)
+
+
+def fresh_rate_window(window_s: float = 60, margin_s: float = 5) -> None:
+    """Start a burst of throttled requests well inside one window of the fixed-window counters
+    (``streamr_coordinator.ratelimit``), which start counting afresh on every window boundary."""
+    left = window_s - time.monotonic() % window_s
+    if left < margin_s:
+        time.sleep(left + 0.05)
 
 
 def assert_error(response: Any, status: int | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from streamr_coordinator.main import create_app
 
-from .conftest import PASSWORD, make_settings
+from .conftest import PASSWORD, fresh_rate_window, make_settings
 
 
 def test_register_returns_working_tokens(api):
@@ -145,6 +145,7 @@ def test_tokens_survive_a_restart_and_are_shared_by_replicas(tmp_path):
 def test_login_attempts_are_throttled(tmp_path):
     settings = make_settings(tmp_path, None, auth_attempts_per_minute=3)
     with TestClient(create_app(settings)) as client:
+        fresh_rate_window()
         statuses = [
             client.post(
                 "/api/v1/auth/login", json={"email": "x@example.com", "password": "wrongwrong"}

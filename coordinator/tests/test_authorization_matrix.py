@@ -15,8 +15,10 @@ Rules the table encodes:
   token comes along does not matter;
 - any account may run a node: the invite code is the permission, not the role. A streamer may
   relay a friend's stream (or their own), so streamers and admins register nodes too;
-- heartbeats need the node's own token: an account's valid access token is 403, not 401 (a 401
-  would only make a client refresh its token and retry in vain).
+- heartbeats, assignments, usage reports and reachability checks need the node's own token: an
+  account's valid access token is 403, not 401 (a 401 would only make a client refresh its token
+  and retry in vain). A node's usage totals are seen by whoever may see the node;
+- viewer sessions are anonymous: anyone may open one while the stream is on air.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from fastapi.testclient import TestClient
 
 from streamr_coordinator.accounts.models import Account as AccountRow
 from streamr_coordinator.accounts.service import issue_tokens
+from streamr_protocol.attestation import public_key_from
+from streamr_protocol.viewer_sessions import decode_session_token
 
 from .conftest import PASSWORD, Account, Api, Node, assert_error
 
@@ -177,6 +181,61 @@ def check_registered_node(s: Scenario, principal: str, body: dict[str, Any]) -> 
     assert body["stream"] == s.stream and body["node_token"].startswith("snt_")
 
 
+def check_session(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    key = s.client.get("/api/v1/attestation/key").json()
+    claims = decode_session_token(
+        body["token"], {key["key_id"]: public_key_from(key["public_key"])}, stream=s.stream
+    )
+    assert claims.session_id == body["session_id"]
+    assert body["sources"][-1]["kind"] == "origin"
+
+
+def check_assignment(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["node_id"] == s.node.id and body["stream"] == s.stream
+    assert body["upstream"]["kind"] == "origin"
+
+
+def check_usage_ack(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["duplicate"] is False and body["unknown_sessions"] == 1
+
+
+def check_usage(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["node_id"] == s.node.id and body["reports"] == 0
+
+
+def check_reachability(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["status"] == "no_public_url" and body["advice"]
+
+
+def beat(s: Scenario) -> None:
+    """The node is online, so a refused call that took it out of routing would show."""
+    response = s.client.post(
+        f"/api/v1/nodes/{s.node.id}/heartbeat",
+        json=Api(s.client).heartbeat_body(),
+        headers=s.node.headers,
+    )
+    assert response.status_code == 200, response.text
+
+
+def go_live(s: Scenario) -> None:
+    response = s.client.post(
+        f"/api/v1/streams/{s.stream}/status",
+        json={"status": "LIVE"},
+        headers=s.people.owner.headers,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _usage_report(s: Scenario) -> dict[str, Any]:
+    return {
+        "report_id": f"m-{uuid.uuid4().hex}",
+        "stream": s.stream,
+        "period_start": "2026-01-01T00:00:00Z",
+        "period_end": "2026-01-01T00:00:10Z",
+        "sessions": [{"session_id": "unknown", "bytes": 10, "segments": 1, "requests": 1}],
+    }
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -188,6 +247,7 @@ class Route:
     # A refused call to a route that can change the scenario must leave it untouched.
     mutates: bool = False
     second_node: bool = False  # the check needs a second friend's node in the stream
+    prepare: Callable[[Scenario], None] | None = None  # e.g. put the stream on air first
 
     def url(self, s: Scenario) -> str:
         return self.path.format(name=s.stream, invite_id=s.invite_id, node_id=s.node.id)
@@ -243,6 +303,20 @@ ROUTES = [
     Route("DELETE", "/api/v1/nodes/{node_id}", (401, 204, 403, 204, 204, 204), mutates=True),
     Route("GET", "/api/v1/streams/{name}/nodes", (200, 200, 200, 200, 200, 200),
           check=check_stream_nodes, second_node=True),
+    Route("GET", "/api/v1/nodes/{node_id}/assignment", (401, 403, 403, 403, 200, 403),
+          check=check_assignment),
+    Route("POST", "/api/v1/nodes/{node_id}/reachability", (401, 403, 403, 403, 200, 403),
+          body=lambda s: {}, check=check_reachability, mutates=True),
+    Route("DELETE", "/api/v1/nodes/{node_id}/presence", (401, 403, 403, 403, 204, 403),
+          mutates=True, prepare=beat),
+    # Usage: reported by the node alone; seen by those who may see the node.
+    Route("POST", "/api/v1/nodes/{node_id}/usage", (401, 403, 403, 403, 200, 403),
+          body=_usage_report, check=check_usage_ack, mutates=True),
+    Route("GET", "/api/v1/nodes/{node_id}/usage", (401, 200, 403, 200, 200, 200),
+          check=check_usage),
+    # Viewers are anonymous: anyone may open a session of a stream on air.
+    Route("POST", "/api/v1/streams/{name}/sessions", (201, 201, 201, 201, 201, 201),
+          check=check_session, prepare=go_live),
     # Attestation: public, it holds hashes and signatures only.
     Route("GET", "/api/v1/attestation/key", (200, 200, 200, 200, 200, 200)),
     Route("GET", "/api/v1/streams/{name}/segments", (200, 200, 200, 200, 200, 200)),
@@ -291,6 +365,8 @@ def test_authorization_matrix(
     client: TestClient, people: People, route: Route, principal: str, expected: int
 ):
     s = build_scenario(client, people, second_node=route.second_node)
+    if route.prepare is not None:
+        route.prepare(s)
     refused = expected >= 400
     before = state_of(s) if refused and route.mutates else None
 
@@ -336,6 +412,12 @@ def test_another_nodes_token_cannot_act_for_a_node(scenario: Scenario):
     assert "different node" in assert_error(beat, 403)["message"]
     assert_error(s.client.get(f"/api/v1/nodes/{s.node.id}", headers=other), 403)
     assert_error(s.client.delete(f"/api/v1/nodes/{s.node.id}", headers=other), 403)
+    assert_error(s.client.get(f"/api/v1/nodes/{s.node.id}/assignment", headers=other), 403)
+    assert_error(s.client.get(f"/api/v1/nodes/{s.node.id}/usage", headers=other), 403)
+    assert_error(s.client.delete(f"/api/v1/nodes/{s.node.id}/presence", headers=other), 403)
+    for path, body in (("usage", _usage_report(s)), ("reachability", {})):
+        response = s.client.post(f"/api/v1/nodes/{s.node.id}/{path}", json=body, headers=other)
+        assert "different node" in assert_error(response, 403)["message"]
     assert s.client.get(f"/api/v1/nodes/{s.node.id}", headers=s.node.headers).status_code == 200
 
 

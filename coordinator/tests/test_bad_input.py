@@ -131,6 +131,8 @@ BODY_ROUTES = {
     "create invite": ("POST", "/api/v1/streams/{name}/invites", "owner"),
     "register node": ("POST", "/api/v1/nodes/register", "friend"),
     "heartbeat": ("POST", "/api/v1/nodes/{node_id}/heartbeat", "node"),
+    "usage report": ("POST", "/api/v1/nodes/{node_id}/usage", "node"),
+    "reachability": ("POST", "/api/v1/nodes/{node_id}/reachability", "node"),
 }
 
 JSON_TYPE = {"content-type": "application/json"}
@@ -202,6 +204,35 @@ def case(
     method, path, who = BODY_ROUTES[route]
     bad = Bad(method, path, who, status, (mentions,), json=body, **kwargs)
     return pytest.param(bad, id=f"{route}: {label}")
+
+
+def _report(w: World | None = None, **fields: Any) -> dict[str, Any]:
+    return {
+        "report_id": f"r-{uuid.uuid4().hex}",
+        "stream": w.stream if w else "placeholder",
+        "period_start": "2026-01-01T00:00:00Z",
+        "period_end": "2026-01-01T00:00:10Z",
+        **fields,
+    }
+
+
+def _usage(**fields: Any) -> Any:
+    """A usage report for the world's stream, with ``fields`` changed (None: left out)."""
+
+    def build(w: World) -> dict[str, Any]:
+        body = _report(w, **fields)
+        return {k: v for k, v in body.items() if v is not None}
+
+    return build
+
+
+def _line(**fields: Any) -> dict[str, Any]:
+    return {"session_id": "s-1", "bytes": 1, "segments": 1, "requests": 1, **fields}
+
+
+def _failure(**fields: Any) -> dict[str, Any]:
+    body = {"upstream_url": "http://198.51.100.9:8090", "segment": "1.ts", "reason": "hash"}
+    return {**body, **fields}
 
 
 def _node_body(w: World, **fields: Any) -> dict[str, Any]:
@@ -370,6 +401,68 @@ FIELD_CASES = [
          **raw_beat(b'{"connections": 1, "egress_bps": Infinity, "version": "1"}')),
     case("heartbeat", "egress of 1e400", "egress_bps",
          **raw_beat(b'{"connections": 1, "egress_bps": 1e400, "version": "1"}')),
+    # Usage reports.
+    case("usage report", "missing report_id", "report_id", _usage(report_id=None)),
+    case("usage report", "report_id is short", "report_id", _usage(report_id="abc")),
+    case("usage report", "report_id has a slash", "report_id", _usage(report_id="a/b/c/d/e/f")),
+    case("usage report", "report_id is 10 KB", "report_id", _usage(report_id=TEN_KB)),
+    case("usage report", "report_id is a number", "report_id", _usage(report_id=12345678)),
+    case("usage report", "missing stream", "stream", _usage(stream=None)),
+    case("usage report", "stream is 10 KB", "stream", _usage(stream=TEN_KB)),
+    case("usage report", "another stream", "relays stream", _usage(stream="someone-else"),
+         status=400),
+    case("usage report", "missing period_start", "period_start", _usage(period_start=None)),
+    case("usage report", "period_start is a word", "period_start",
+         _usage(period_start="yesterday")),
+    case("usage report", "period_start is before year 1 in UTC", "period_start",
+         _usage(period_start="0001-01-01T00:00:00+01:00")),
+    case("usage report", "period_end is past year 9999 in UTC", "period_end",
+         _usage(period_end="9999-12-31T23:59:59-01:00")),
+    case("usage report", "period ends before it starts", "period_end",
+         _usage(period_end="2025-01-01T00:00:00Z"), status=400),
+    case("usage report", "sessions is an object", "sessions", _usage(sessions={"a": 1})),
+    case("usage report", "a session twice", "appears twice",
+         _usage(sessions=[_line(), _line()])),
+    case("usage report", "negative bytes", "sessions.0.bytes",
+         _usage(sessions=[_line(bytes=-1)])),
+    case("usage report", "bytes beyond any uplink", "sessions.0.bytes",
+         _usage(sessions=[_line(bytes=10**15)])),
+    case("usage report", "fractional segments", "sessions.0.segments",
+         _usage(sessions=[_line(segments=1.5)])),
+    case("usage report", "missing requests", "sessions.0.requests",
+         _usage(sessions=[{"session_id": "s", "bytes": 1, "segments": 1}])),
+    case("usage report", "empty session_id", "sessions.0.session_id",
+         _usage(sessions=[_line(session_id="")])),
+    case("usage report", "session_id is 10 KB", "sessions.0.session_id",
+         _usage(sessions=[_line(session_id=TEN_KB)])),
+    case("usage report", "session_id holds NUL", "sessions.0.session_id",
+         _usage(sessions=[_line(session_id="a\x00b")])),
+    case("usage report", "session line has an unknown field", "sessions.0.counted",
+         _usage(sessions=[_line(counted=True)])),
+    case("usage report", "negative unattributed_bytes", "unattributed_bytes",
+         _usage(unattributed_bytes=-1)),
+    case("usage report", "unattributed_requests is a word", "unattributed_requests",
+         _usage(unattributed_requests="many")),
+    case("usage report", "failure without a reason", "integrity_failures.0.reason",
+         _usage(integrity_failures=[_without(_failure(), "reason")])),
+    case("usage report", "failure upstream_url is 10 KB", "integrity_failures.0.upstream_url",
+         _usage(integrity_failures=[_failure(upstream_url=TEN_KB)])),
+    case("usage report", "failure sequence is negative", "integrity_failures.0.sequence",
+         _usage(integrity_failures=[_failure(sequence=-1)])),
+    case("usage report", "101 failures", "integrity_failures",
+         _usage(integrity_failures=[_failure()] * 101)),
+    case("usage report", "counts cannot be sent", "counted_bytes", _usage(counted_bytes=5)),
+    # Reachability checks.
+    case("reachability", "public_url is not a URL", "public_url", {"public_url": "not a url"}),
+    case("reachability", "public_url is ftp", "public_url",
+         {"public_url": "ftp://198.51.100.7/"}),
+    case("reachability", "public_url is a file", "public_url", {"public_url": "file:///etc/passwd"}),
+    case("reachability", "public_url has a bad port", "public_url",
+         {"public_url": "http://198.51.100.7:99999/"}),
+    case("reachability", "public_url is 10 KB", "public_url",
+         {"public_url": "http://example.com/" + TEN_KB}),
+    case("reachability", "public_url is a number", "public_url", {"public_url": 8080}),
+    case("reachability", "unknown field", "node_id", {"node_id": UNKNOWN_ID}),
 ]
 # fmt: on
 
@@ -427,6 +520,8 @@ UNKNOWN_CASES = [
     ("GET", f"/api/v1/streams/{MISSING}/invites", "owner", None, MISSING),
     ("DELETE", f"/api/v1/streams/{MISSING}/invites/{UNKNOWN_ID}", "owner", None, MISSING),
     ("GET", f"/api/v1/streams/{MISSING}/nodes", "anonymous", None, MISSING),
+    ("POST", f"/api/v1/streams/{MISSING}/sessions", "anonymous", None, MISSING),
+    ("GET", f"/api/v1/nodes/{UNKNOWN_ID}/usage", "owner", None, UNKNOWN_ID),
     ("DELETE", f"/api/v1/streams/{{name}}/invites/{UNKNOWN_ID}", "owner", None, UNKNOWN_ID),
     ("DELETE", "/api/v1/streams/{name}/invites/not-an-id", "owner", None, "not-an-id"),
     ("GET", f"/api/v1/nodes/{UNKNOWN_ID}", "owner", None, UNKNOWN_ID),
@@ -457,9 +552,21 @@ def test_an_invite_of_another_stream_is_404(world: World):
     assert world.invite_id in assert_error(response, 404)["message"]
 
 
-def test_heartbeat_to_an_unknown_node_id_is_403_for_this_token(world: World):
-    response = world.client.post(
-        f"/api/v1/nodes/{UNKNOWN_ID}/heartbeat", json=_beat(), headers=world.node.headers
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("POST", "heartbeat", _beat()),
+        ("GET", "assignment", None),
+        ("POST", "usage", _report()),
+        ("POST", "reachability", {}),
+        ("DELETE", "presence", None),
+    ],
+)
+def test_node_routes_for_an_unknown_node_id_are_403_for_this_token(
+    world: World, method: str, route: str, body: Any
+):
+    response = world.client.request(
+        method, f"/api/v1/nodes/{UNKNOWN_ID}/{route}", json=body, headers=world.node.headers
     )
     assert "different node" in assert_error(response, 403)["message"]
 
@@ -497,8 +604,19 @@ def _quoted(raw: str) -> str:
         ("DELETE", "/api/v1/streams/{name}/invites/{}", "owner"),
         ("GET", "/api/v1/nodes/{}", "owner"),
         ("DELETE", "/api/v1/nodes/{}", "owner"),
+        ("POST", "/api/v1/streams/{}/sessions", "anonymous"),
+        ("GET", "/api/v1/nodes/{}/usage", "owner"),
     ],
-    ids=["stream", "update stream", "stream nodes", "invite", "node", "delete node"],
+    ids=[
+        "stream",
+        "update stream",
+        "stream nodes",
+        "invite",
+        "node",
+        "delete node",
+        "viewer session",
+        "node usage",
+    ],
 )
 def test_odd_path_parameters_are_404(world: World, method: str, template: str, who: str, raw: str):
     path = template.replace("{}", _quoted(raw))
@@ -535,6 +653,12 @@ def test_nul_in_a_path_is_400_before_any_lookup(world: World, method: str, templ
         ("GET", "/api/v1/streams/{}/nodes", "name"),
         ("GET", "/api/v1/nodes/{}", "node_id"),
         ("DELETE", "/api/v1/nodes/{}", "node_id"),
+        ("POST", "/api/v1/streams/{}/sessions", "name"),
+        ("GET", "/api/v1/nodes/{}/usage", "node_id"),
+        ("GET", "/api/v1/nodes/{}/assignment", "node_id"),
+        ("POST", "/api/v1/nodes/{}/reachability", "node_id"),
+        ("POST", "/api/v1/nodes/{}/usage", "node_id"),
+        ("DELETE", "/api/v1/nodes/{}/presence", "node_id"),
     ],
 )
 def test_very_long_path_parameters_are_422(
@@ -638,6 +762,15 @@ def _valid_bodies(w: World) -> dict[str, dict[str, Any]]:
             "version": "0.1.0",
         },
         "heartbeat": _beat(),
+        "usage report": _report(
+            w,
+            sessions=[_line()],
+            unattributed_bytes=0,
+            unattributed_requests=0,
+            integrity_failures=[_failure(sequence=1, upstream_node_id=None)],
+        ),
+        # A port nothing listens on: a fuzzed body that happens to be valid is checked quickly.
+        "reachability": {"public_url": "http://127.0.0.1:9/"},
     }
 
 
@@ -673,6 +806,7 @@ def test_malformed_payloads_never_cause_a_5xx(fuzz_world: World, route: str):
         "/api/v1/streams/{}/history",
         "/api/v1/streams/{name}/invites/{}",
         "/api/v1/nodes/{}",
+        "/api/v1/nodes/{}/usage",
     ],
 )
 def test_random_path_parameters_never_cause_a_5xx(fuzz_world: World, template: str):
@@ -703,6 +837,9 @@ ECHO_CASES = {
     "refresh": ("refresh", {"refresh_token": SECRET * 20}),
     "invite code": ("register node", {"invite_code": SECRET * 10}),
     "heartbeat": ("heartbeat", _beat(public_url=f"http://{SECRET}:99999/", version=SECRET * 5)),
+    "usage session id": ("usage report", _report(sessions=[_line(session_id=SECRET * 10)])),
+    "usage report id": ("usage report", _report(report_id=SECRET + "/")),
+    "reachability URL": ("reachability", {"public_url": f"http://{SECRET}:99999/"}),
 }
 
 

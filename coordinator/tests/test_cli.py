@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from streamr_coordinator.cli import build_parser
+from streamr_coordinator.database import create_engine, session_factory, utcnow
+from streamr_coordinator.settings import Settings
+from streamr_coordinator.streams.models import Stream
+from streamr_coordinator.viewers.models import ViewerSession
 
 STREAMR = str(Path(sys.executable).parent / "streamr")
 PASSWORD = "a long enough password"
@@ -111,6 +124,7 @@ def test_invalid_setting_is_one_line(tmp_path):
     [
         [],
         ["coordinator"],
+        ["worker"],
         ["demo"],
         ["db"],
         ["db", "upgrade"],
@@ -128,3 +142,77 @@ def test_help_everywhere(capsys, command):
         build_parser().parse_args([*command, "--help"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("usage: streamr")
+
+
+def _seed_expired_viewer_session(data_dir: Path, stream: str) -> None:
+    """A viewer session that expired two days ago: the worker's first cycle prunes it."""
+
+    async def seed() -> None:
+        engine = create_engine(Settings(data_dir=data_dir, database_url=None).sqlalchemy_url)
+        try:
+            async with session_factory(engine)() as session:
+                stream_id = await session.scalar(select(Stream.id).where(Stream.name == stream))
+                assert stream_id is not None
+                expired = utcnow() - timedelta(days=2)
+                session.add(ViewerSession(stream_id=stream_id, expires_at=expired))
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_worker_runs_housekeeping_until_stopped(tmp_path, stop_signal):
+    admin = run(
+        ["admin", "create", "--email", "op@example.com", "--password-stdin"],
+        tmp_path,
+        PASSWORD + "\n",
+    )
+    assert admin.returncode == 0, admin.stderr
+    created = run(["stream", "create", "worker-demo", "--owner", "op@example.com"], tmp_path)
+    assert created.returncode == 0, created.stderr
+    _seed_expired_viewer_session(tmp_path, "worker-demo")
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
+    environment |= {
+        "STREAMR_DATA_DIR": str(tmp_path),
+        "STREAMR_BACKGROUND_INTERVAL_S": "0.2",
+        "STREAMR_LOG_LEVEL": "DEBUG",
+    }
+    worker = subprocess.Popen(
+        [STREAMR, "worker"], env=environment, stderr=subprocess.PIPE, text=True
+    )
+    events: queue.Queue[dict] = queue.Queue()
+
+    def read() -> None:
+        assert worker.stderr is not None
+        for line in worker.stderr:
+            if line.startswith("{") and line.rstrip().endswith("}"):
+                with contextlib.suppress(ValueError):
+                    events.put(json.loads(line))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        cycles = []
+        deadline = time.monotonic() + 30
+        while len(cycles) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                event = events.get(timeout=0.5)
+                if event.get("event") == "housekeeping":
+                    cycles.append(event)
+        assert len(cycles) == 2, "the worker ran no housekeeping cycles"
+        assert cycles[0]["pruned_viewer_sessions"] == 1, cycles[0]
+        assert cycles[1]["pruned_viewer_sessions"] == 0, "pruning is idempotent"
+        worker.send_signal(stop_signal)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    reader.join(timeout=5)
+    remaining = []
+    while not events.empty():
+        remaining.append(events.get().get("event"))
+    assert "worker stopped" in remaining

@@ -152,6 +152,20 @@ def test_deregister_revokes_token_and_presence(api):
     assert "join again" in again.json()["error"]["message"]
 
 
+def test_a_node_can_leave_routing_and_come_back(api):
+    owner, friend = api.register(), api.register("friend")
+    name, _ = api.create_stream(owner)
+    node = api.register_node(friend, api.invite(owner, name))
+    api.heartbeat(node)
+    assert api.client.get(f"/api/v1/streams/{name}/nodes").json()["online"] == 1
+    left = api.client.delete(f"/api/v1/nodes/{node.id}/presence", headers=node.headers)
+    assert left.status_code == 204
+    counts = api.client.get(f"/api/v1/streams/{name}/nodes").json()
+    assert counts["online"] == 0 and counts["registered"] == 1, "still registered"
+    api.heartbeat(node)
+    assert api.client.get(f"/api/v1/streams/{name}/nodes").json()["online"] == 1
+
+
 def test_presence_expires_without_heartbeats(tmp_path):
     settings = make_settings(tmp_path, None, presence_ttl_s=0.3, heartbeat_interval_s=0.1)
     with TestClient(create_app(settings)) as client:

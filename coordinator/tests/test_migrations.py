@@ -21,6 +21,10 @@ TABLES = {
     "invites",
     "nodes",
     "segments",
+    "viewer_sessions",
+    "usage_reports",
+    "usage_lines",
+    "integrity_failures",
 }
 
 

@@ -50,6 +50,8 @@ def test_secrets_stay_secret(fresh_client, caplog):
     client.post(
         f"/api/v1/nodes/{node.id}/heartbeat", json=api.heartbeat_body(), headers=node.headers
     )
+    api.set_status(owner, name, "LIVE")
+    viewer_token = api.open_session(name)["token"]
     refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": owner.refresh_token})
     client.post("/api/v1/auth/logout", json={"refresh_token": refreshed.json()["refresh_token"]})
     # A failed login with a password-like string must not log it either.
@@ -67,6 +69,7 @@ def test_secrets_stay_secret(fresh_client, caplog):
         "refresh token": owner.refresh_token,
         "refreshed token": refreshed.json()["refresh_token"],
         "friend refresh token": friend.refresh_token,
+        "viewer session token": viewer_token,
     }
 
     public_views = [

@@ -31,8 +31,9 @@ def bearer_token(request: Request) -> str | None:
 async def _account_from_token(token: str, ctx: AppContext, session: AsyncSession) -> Account:
     if token.startswith(NODE_TOKEN_PREFIX):
         raise Forbidden(
-            "A node token only works for that node's heartbeat, details and deregistration; "
-            "this route needs an account's access token from POST /api/v1/auth/login."
+            "A node token only works for that node's own routes (heartbeat, assignment, usage, "
+            "reachability, details, deregistration); this route needs an account's access "
+            "token from POST /api/v1/auth/login."
         )
     try:
         claims = verify_access_token(ctx.keys, token)

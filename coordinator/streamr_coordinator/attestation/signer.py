@@ -1,4 +1,7 @@
-"""The coordinator's segment-signing key: persistent, so signatures outlive restarts.
+"""The coordinator's attestation key: persistent, so signatures outlive restarts.
+
+It signs segment index entries and viewer session tokens; both formats start with their own
+name, so neither can be replayed as the other.
 
 Given by ``STREAMR_ATTESTATION_PRIVATE_KEY`` (one PEM, the same on every replica) or kept in
 ``<data_dir>/keys/attestation.pem``, created on first use.
@@ -37,4 +40,10 @@ class SegmentSigner:
         self, stream: str, sequence: int, name: str, duration_ms: int, size: int, sha256: str
     ) -> str:
         message = canonical_message(stream, sequence, name, duration_ms, size, sha256)
-        return b64url_encode(self._key.private_key.sign(message))
+        return b64url_encode(self.sign_bytes(message))
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        """A raw Ed25519 signature. Callers sign only messages that begin with their own format
+        name (``streamr-segment-v1``, ``streamr-session-v1``), so one kind of signed message can
+        never pass for another."""
+        return self._key.private_key.sign(message)

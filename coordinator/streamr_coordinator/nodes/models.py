@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import ID, Base, UTCDateTime, new_id, utcnow
@@ -30,3 +30,9 @@ class Node(Base):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deregistered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The latest outside check of the node's public URL (POST .../reachability). Only a node
+    # whose check passed, for the URL it still reports, is routed to viewers and other nodes.
+    reachable: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    reachability_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reachability_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reachability_url: Mapped[str | None] = mapped_column(String(2083), nullable=True)

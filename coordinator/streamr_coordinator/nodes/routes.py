@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
+from streamr_protocol.nodes import (
+    Assignment,
+    Heartbeat,
+    HeartbeatAck,
+    NodeCredentials,
+    NodeRegistration,
+    Reachability,
+    ReachabilityCheck,
+)
 
 from ..accounts.auth import (
     Context,
@@ -27,10 +36,12 @@ from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
 from ..streams.service import get_stream, may_manage
+from .assignment import assignment_for
 from .auth import NodeIdentity, lookup_node_token
 from .models import Node
 from .schemas import NodeOut, StreamNodes
 from .service import (
+    check_reachability,
     deregister,
     describe,
     ensure_may_deregister,
@@ -42,6 +53,7 @@ from .service import (
 )
 
 router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["nodes"])
+log = logging.getLogger("streamr.nodes")
 
 NodeIdPath = Annotated[str, Path(max_length=200)]
 
@@ -87,6 +99,38 @@ async def register_route(
     return await register_node(ctx, session, account, body)
 
 
+async def require_own_node(request: Request, node_id: str, action: str) -> NodeIdentity:
+    """The calling node, for routes that only the node itself may call, with its own token.
+
+    Without a token: 401. An account's access token is 403, not 401 (a 401 would only make a
+    client refresh its token and retry in vain), unless the token itself is bad (401).
+    """
+    node = await optional_node(request)
+    if node is None:
+        if bearer_token(request) is None:
+            raise Unauthorized(f"To {action}, use the node token: 'Authorization: Bearer snt_...'.")
+        ctx: AppContext = request.app.state.ctx
+        async with ctx.sessions() as session:
+            await current_account(request, ctx, session)  # a bad access token is still a 401
+        raise Forbidden(
+            f"An account's access token cannot {action}; use the node token "
+            "('Authorization: Bearer snt_...') that POST /api/v1/nodes/register returned."
+        )
+    if node.node_id != node_id:
+        raise Forbidden("This token belongs to a different node; use that node's id in the path.")
+    return node
+
+
+def own_node(action: str) -> Any:
+    """A dependency for ``require_own_node``. Dependencies run before the body is validated, so
+    a caller without the node's token learns nothing from validation errors."""
+
+    async def dependency(node_id: NodeIdPath, request: Request) -> NodeIdentity:
+        return await require_own_node(request, node_id, action)
+
+    return Depends(dependency)
+
+
 @router.post(
     "/nodes/{node_id}/heartbeat",
     response_model=HeartbeatAck,
@@ -103,18 +147,7 @@ async def heartbeat_route(node_id: NodeIdPath, request: Request) -> Response:
     # handling would do: authenticate first (a stranger learns nothing from validation errors),
     # then let pydantic-core parse and validate the raw JSON in one pass.
     ctx: AppContext = request.app.state.ctx
-    node = await optional_node(request)
-    if node is None:
-        if bearer_token(request) is None:
-            raise Unauthorized("Heartbeats need the node token: 'Authorization: Bearer snt_...'.")
-        async with ctx.sessions() as session:
-            await current_account(request, ctx, session)  # a bad access token is still a 401
-        raise Forbidden(
-            "An account's access token cannot send heartbeats; use the node token "
-            "('Authorization: Bearer snt_...') that POST /api/v1/nodes/register returned."
-        )
-    if node.node_id != node_id:
-        raise Forbidden("This token belongs to a different node; use that node's id in the path.")
+    node = await require_own_node(request, node_id, "send heartbeats")
     content_type = request.headers.get("content-type", "application/json")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestValidationError(
@@ -134,6 +167,51 @@ async def heartbeat_route(node_id: NodeIdPath, request: Request) -> Response:
         raise RequestValidationError(errors) from None
     ack = await heartbeat(ctx, node, beat)
     return Response(ack.model_dump_json(), media_type="application/json")
+
+
+@router.get("/nodes/{node_id}/assignment", response_model=Assignment)
+async def assignment_route(
+    node: Annotated[NodeIdentity, own_node("fetch a node's assignment")],
+    ctx: Context,
+    session: Session,
+) -> Assignment:
+    """What the node relays and where it pulls from: the origin or a parent node.
+
+    Nodes form a tree per stream (``STREAMR_ORIGIN_FANOUT`` pull from the origin, each feeding at
+    most as many others); ask again every ``refresh_s``, as the tree follows nodes coming and
+    going. Only the node itself, with its node token.
+    """
+    return await assignment_for(ctx, session, node)
+
+
+@router.post("/nodes/{node_id}/reachability", response_model=Reachability)
+async def reachability_route(
+    node: Annotated[NodeIdentity, own_node("ask for a reachability check")],
+    body: ReachabilityCheck,
+    ctx: Context,
+    session: Session,
+) -> Reachability:
+    """Have the coordinator try the node's public URL from outside, with advice on what to fix.
+
+    It fetches ``<public_url>/health`` and expects the node's own id in the JSON answer. A
+    ``public_url`` in the body is checked and becomes the node's public URL. Only the node
+    itself, with its node token.
+    """
+    return await check_reachability(ctx, session, node, body)
+
+
+@router.delete("/nodes/{node_id}/presence", status_code=204)
+async def leave_route(
+    node: Annotated[NodeIdentity, own_node("take a node out of routing")], ctx: Context
+) -> Response:
+    """Take the node out of routing at once, e.g. while it shuts down; it stays registered.
+
+    Viewers and other nodes are no longer sent to it, without waiting for its presence to
+    expire. Its next heartbeat brings it back. Only the node itself, with its node token.
+    """
+    await ctx.presence.forget(node.node_id, node.stream_id)
+    log.info("node left routing", extra={"node_id": node.node_id})
+    return Response(status_code=204)
 
 
 async def _node_and_stream(session: Session, node_id: str) -> tuple[Node, Stream]:

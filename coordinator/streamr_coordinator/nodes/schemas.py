@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class NodeLoad(BaseModel):
@@ -25,6 +25,12 @@ class NodeOut(BaseModel):
     last_seen_at: datetime | None
     online: bool
     load: NodeLoad | None
+    reachable: bool | None = Field(
+        description="Whether the coordinator reached the node's public URL at its last check; "
+        "null before the first check"
+    )
+    reachability_status: str | None
+    reachability_checked_at: datetime | None
 
 
 class StreamNodes(BaseModel):

@@ -1,4 +1,4 @@
-"""Node operations: register by invite, heartbeat, describe, deregister."""
+"""Node operations: register by invite, heartbeat, describe, reachability, deregister."""
 
 from __future__ import annotations
 
@@ -7,19 +7,27 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
+from streamr_protocol.nodes import (
+    Heartbeat,
+    HeartbeatAck,
+    NodeCredentials,
+    NodeRegistration,
+    Reachability,
+    ReachabilityCheck,
+)
 
 from ..accounts.models import Account, Role
 from ..context import AppContext
 from ..credentials import NODE_TOKEN_PREFIX, new_secret, secret_hash
 from ..database import utcnow
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, NotFound, TooManyRequests
 from ..invites.service import redeem
 from ..streams.models import Stream
 from ..streams.service import may_manage
 from .auth import NodeIdentity
 from .models import Node
 from .presence import NodePresence
+from .reachability import Verdict, advice, probe
 from .schemas import NodeLoad, NodeOut
 
 log = logging.getLogger("streamr.nodes")
@@ -122,6 +130,9 @@ async def describe(
                 )
                 if presence
                 else None,
+                reachable=node.reachable,
+                reachability_status=node.reachability_status,
+                reachability_checked_at=node.reachability_checked_at,
             )
         )
     return out
@@ -159,3 +170,68 @@ def ensure_may_deregister(
     ):
         return
     raise Forbidden("Only the node itself, its owner, the stream's owner or an admin may do this.")
+
+
+# Each check makes the coordinator connect somewhere; a node needs one now and then, not a stream.
+REACHABILITY_CHECKS_PER_MINUTE = 10
+
+
+async def check_reachability(
+    ctx: AppContext, session: AsyncSession, identity: NodeIdentity, body: ReachabilityCheck
+) -> Reachability:
+    """Try the node's public URL from outside and keep the verdict on the node.
+
+    A URL in the body is checked and becomes the node's public URL; otherwise the one from its
+    heartbeats (or registration) is checked.
+    """
+    node_id = identity.node_id
+    if await ctx.attempts.hit(f"reachability:{node_id}", 60) > REACHABILITY_CHECKS_PER_MINUTE:
+        raise TooManyRequests(
+            f"At most {REACHABILITY_CHECKS_PER_MINUTE} reachability checks a minute per node; "
+            "wait a minute, and change something (router, firewall, URL) before checking again.",
+            headers={"Retry-After": "60"},
+        )
+    node = await get_node(session, node_id)
+    url = str(body.public_url) if body.public_url is not None else None
+    if url is None:
+        presence = (await ctx.presence.get_many([node_id])).get(node_id)
+        url = presence.public_url if presence and presence.public_url else node.public_url
+    # No database connection is held while the coordinator waits on the node's network.
+    await session.rollback()
+    if url is None:
+        verdict = Verdict("no_public_url", "the node has not said where viewers can reach it")
+    else:
+        verdict = await probe(
+            url,
+            node_id,
+            timeout_s=ctx.settings.reachability_timeout_s,
+            allow_private=ctx.settings.allow_private_node_urls,
+        )
+    checked_at = utcnow()
+    values: dict[str, object] = {
+        "reachable": verdict.reachable,
+        "reachability_status": verdict.status,
+        "reachability_checked_at": checked_at,
+        "reachability_url": url,
+    }
+    if body.public_url is not None:
+        values["public_url"] = url
+    await session.execute(
+        update(Node)
+        .where(Node.id == node_id, Node.deregistered_at.is_(None))
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    log.info(
+        "reachability checked",
+        extra={"node_id": node_id, "status": verdict.status, "detail": verdict.detail},
+    )
+    return Reachability(
+        reachable=verdict.reachable,
+        status=verdict.status,
+        checked_url=url,
+        detail=verdict.detail[:1].upper() + verdict.detail[1:] + ".",
+        advice=advice(verdict, url),
+        checked_at=checked_at,
+    )

@@ -39,3 +39,11 @@ def allowed_next(current: StreamStatus) -> list[str]:
 
 def can_transition(current: StreamStatus, target: StreamStatus) -> bool:
     return target in TRANSITIONS[current]
+
+
+ON_AIR = frozenset({S.LIVE.value, S.TESTING.value})
+
+
+def on_air(status: str) -> bool:
+    """Being published: the origin is cutting HLS, so viewers can watch and nodes can relay."""
+    return status in ON_AIR

@@ -36,6 +36,11 @@ async def get_stream(session: AsyncSession, name: str) -> Stream:
     return stream
 
 
+def playlist_path(stream_name: str) -> str:
+    """Where the origin (and every node, which mirrors its paths) serves the live playlist."""
+    return f"/hls/{stream_name}/index.m3u8"
+
+
 def may_manage(stream: Stream, account: Account | None) -> bool:
     return account is not None and (account.id == stream.owner_id or account.role == Role.ADMIN)
 

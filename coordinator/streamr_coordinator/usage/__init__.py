@@ -1,0 +1,1 @@
+"""Usage: what each node says it served, per viewer session, counted once per report id."""

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from streamr_protocol.usage import UsageAck, UsageReport
+
+from ..accounts.auth import Session
+from ..accounts.models import Account
+from ..errors import Forbidden, NotFound, Unauthorized
+from ..nodes.auth import NodeIdentity
+from ..nodes.routes import CallingNode, NodeIdPath, account_unless_node, own_node
+from ..nodes.service import get_node, may_see_node
+from ..routing import DocumentedRoute
+from ..streams.models import Stream
+from .schemas import NodeUsage
+from .service import node_usage, record_report
+
+router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["usage"])
+
+
+@router.post("/nodes/{node_id}/usage", response_model=UsageAck)
+async def report_usage_route(
+    node: Annotated[NodeIdentity, own_node("send usage reports")],
+    body: UsageReport,
+    session: Session,
+) -> UsageAck:
+    """Report what the node served in one interval, per viewer session.
+
+    Idempotent: a report id already received is counted once, and answered again with
+    ``duplicate`` and the first answer's counts, so resend freely after a network fault. Lines
+    for sessions the coordinator did not open for this stream are kept but not counted. Only
+    the node itself, with its node token.
+    """
+    return await record_report(session, node, body)
+
+
+@router.get("/nodes/{node_id}/usage", response_model=NodeUsage)
+async def node_usage_route(
+    node_id: NodeIdPath,
+    node: CallingNode,
+    account: Annotated[Account | None, Depends(account_unless_node)],
+    session: Session,
+) -> NodeUsage:
+    """A node's reported usage: totals, the last hour and the last 7 days.
+
+    For the node itself, its owner, the stream's owner and admins.
+    """
+    if node is None and account is None:
+        raise Unauthorized("Log in, or use the node's own token, to see a node's usage.")
+    target = await get_node(session, node_id)
+    stream = await session.get(Stream, target.stream_id)
+    if stream is None:
+        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
+    if not (
+        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
+    ):
+        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see this.")
+    return await node_usage(session, target, stream.name)

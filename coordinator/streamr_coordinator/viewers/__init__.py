@@ -1,0 +1,1 @@
+"""Viewers: anonymous, short-lived sessions and the ordered sources each watch is sent to."""
