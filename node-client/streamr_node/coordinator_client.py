@@ -1,4 +1,4 @@
-"""The node's side of the coordinator API: log in, register by invite, heartbeat, leave.
+"""The node's side of the coordinator API: join, assignment, heartbeats, usage, reachability.
 
 Messages are the shared ``streamr_protocol`` schemas, so the node and the coordinator cannot
 drift apart. Errors from the coordinator surface as ``CoordinatorError`` carrying its message.
@@ -10,7 +10,16 @@ from typing import Any
 
 import httpx
 
-from streamr_protocol.nodes import Heartbeat, HeartbeatAck, NodeCredentials, NodeRegistration
+from streamr_protocol.nodes import (
+    Assignment,
+    Heartbeat,
+    HeartbeatAck,
+    NodeCredentials,
+    NodeRegistration,
+    Reachability,
+    ReachabilityCheck,
+)
+from streamr_protocol.usage import UsageAck, UsageReport
 
 
 class CoordinatorError(Exception):
@@ -53,6 +62,16 @@ class CoordinatorClient:
         _raise_for_error(response)
         return response.json() if response.content else None
 
+    async def _get(self, path: str, token: str) -> Any:
+        response = await self._http.get(path, headers={"Authorization": f"Bearer {token}"})
+        _raise_for_error(response)
+        return response.json()
+
+    async def create_account(self, email: str, password: str, display_name: str) -> None:
+        """A friend's account: it owns the node and is paid for what the node delivers."""
+        body = {"email": email, "password": password, "display_name": display_name}
+        await self._post("/api/v1/auth/register", None, {**body, "role": "friend"})
+
     async def login(self, email: str, password: str) -> str:
         """An access token for the friend's account."""
         data = await self._post("/api/v1/auth/login", None, {"email": email, "password": password})
@@ -75,3 +94,34 @@ class CoordinatorClient:
             f"/api/v1/nodes/{node_id}", headers={"Authorization": f"Bearer {node_token}"}
         )
         _raise_for_error(response)
+
+    async def assignment(self, node_id: str, node_token: str) -> Assignment:
+        data = await self._get(f"/api/v1/nodes/{node_id}/assignment", node_token)
+        return Assignment.model_validate(data)
+
+    async def report_usage(self, node_id: str, node_token: str, report: UsageReport) -> UsageAck:
+        data = await self._post(
+            f"/api/v1/nodes/{node_id}/usage", node_token, report.model_dump(mode="json")
+        )
+        return UsageAck.model_validate(data)
+
+    async def check_reachability(
+        self, node_id: str, node_token: str, public_url: str | None
+    ) -> Reachability:
+        body = ReachabilityCheck(public_url=public_url).model_dump(mode="json", exclude_none=True)
+        data = await self._post(f"/api/v1/nodes/{node_id}/reachability", node_token, body)
+        return Reachability.model_validate(data)
+
+    async def leave(self, node_id: str, node_token: str) -> None:
+        """Leave routing now (shutting down) while staying registered for the next run."""
+        response = await self._http.delete(
+            f"/api/v1/nodes/{node_id}/presence",
+            headers={"Authorization": f"Bearer {node_token}"},
+        )
+        _raise_for_error(response)
+
+    async def node(self, node_id: str, node_token: str) -> dict[str, Any]:
+        return dict(await self._get(f"/api/v1/nodes/{node_id}", node_token))
+
+    async def usage_totals(self, node_id: str, node_token: str) -> dict[str, Any]:
+        return dict(await self._get(f"/api/v1/nodes/{node_id}/usage", node_token))

@@ -195,14 +195,15 @@ def advice(verdict: Verdict, url: str | None) -> list[str]:
     upnp = "Or run `streamr-node run --upnp` to let the node open the port on the router itself."
     public_url = (
         "Set `--public-url` to the address viewers use: your public IP address or a DNS name "
-        f"for it, with port {port} (e.g. http://203.0.113.7:{port})."
+        f"for it, with port {port} (e.g. `streamr-node run --save --public-url "
+        f"http://203.0.113.7:{port}`; --save keeps it for later runs)."
     )
     if verdict.status == "reachable":
         return []
     if verdict.status == "no_public_url":
         return [
-            "Tell the coordinator where viewers can reach this node: run it with "
-            "`--public-url http://YOUR-PUBLIC-ADDRESS:PORT`.",
+            "Tell the coordinator where viewers can reach this node: run it once with "
+            "`streamr-node run --save --public-url http://YOUR-PUBLIC-ADDRESS:PORT`.",
             "Or run `streamr-node run --upnp` so the node opens a port on your router and "
             "finds its public address itself.",
         ]

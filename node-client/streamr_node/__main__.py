@@ -1,0 +1,3 @@
+from streamr_node.cli import main
+
+main()
