@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +25,7 @@ def test_walkthrough_runs_as_written(start_demo):
     assert shutil.which("jq"), "jq is installed by scripts/bootstrap.sh"
     demo = start_demo("--no-test-card")
     base, env = demo.coordinator, {**demo.env, "RTMP": demo.rtmp, "ORIGIN": demo.origin}
+    env["NODE_PORT"] = str(free_port())
     api_block, cli_block = walkthrough_blocks()
 
     def run(block: str) -> str:
@@ -45,9 +48,11 @@ def test_walkthrough_runs_as_written(start_demo):
     assert '"LIVE"' in out
     assert "#EXT-X-MEDIA-SEQUENCE" in out and ".ts" in out
     assert re.search(r'"sha256": "[0-9a-f]{64}"', out)
+    assert "Joined stream 'ann-live'" in out
+    assert "running:      yes" in out and "online:       yes" in out
 
     # What the walk-through claims is really there, seen through the API.
-    assert httpx.get(f"{base}/api/v1/streams/ann-live/nodes").json()["registered"] == 1
+    assert httpx.get(f"{base}/api/v1/streams/ann-live/nodes").json()["registered"] == 2
     deadline = time.monotonic() + 30  # the last comment: OFFLINE once the test card stopped
     while httpx.get(f"{base}/api/v1/streams/ann-live").json()["status"] != "OFFLINE":
         assert time.monotonic() < deadline, "the stream did not go OFFLINE"

@@ -231,12 +231,15 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"  coordinator:  not reachable ({remote_error})")
         return
     node = remote["node"]
-    reach = node.get("reachability") or {}
     print(f"  online:       {'yes' if node.get('online') else 'no'}")
-    if reach.get("status"):
-        print(f"  reachable:    {'yes' if reach.get('reachable') else 'NO'} ({reach['status']})")
-        if not reach.get("reachable") and local and local.get("reachability"):
-            for line in local["reachability"].get("advice", []):
+    status = node.get("reachability_status")
+    if status is None:
+        print("  reachable:    not checked yet (the node asks the coordinator at start)")
+    else:
+        print(f"  reachable:    {'yes' if node.get('reachable') else 'NO'} ({status})")
+        advice = ((local or {}).get("reachability") or {}).get("advice", [])
+        if not node.get("reachable"):
+            for line in advice:
                 print(f"                - {line}")
     usage = remote.get("usage")
     if usage:
