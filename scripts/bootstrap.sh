@@ -47,12 +47,14 @@ fi
 # Reinstall only when a dependency list changed since the last successful install.
 stamp=.venv/.bootstrap-stamp
 want="$(cat protocol/pyproject.toml coordinator/pyproject.toml node-client/pyproject.toml \
-  ingest-server/pyproject.toml requirements-test.txt | sha256sum | cut -d' ' -f1)"
+  ingest-server/pyproject.toml requirements-test.txt infrastructure/requirements.txt \
+  | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv/" >&2
   log=.venv/bootstrap-pip.log
   if ! .venv/bin/python -m pip install --disable-pip-version-check \
     -e protocol -e node-client -e ingest-server -e coordinator -r requirements-test.txt \
+    -r infrastructure/requirements.txt \
     >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "bootstrap: pip install failed; the whole log is in $log" >&2
