@@ -99,7 +99,7 @@ def start_demo(tmp_path) -> Iterator[Callable[..., Demo]]:
         )
         with demo.log.open("w") as log:
             process = subprocess.Popen(
-                [STREAMR, "demo", "--port", str(api), *args],
+                [STREAMR, "demo", "--port", str(api), "--node-port", "0", *args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

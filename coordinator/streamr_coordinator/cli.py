@@ -126,7 +126,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not args.no_ingest:
         _ingest_cli()  # a missing ingest package is one line, before anything starts
     try:
-        run_demo(settings, ingest=not args.no_ingest, test_card=not args.no_test_card)
+        run_demo(
+            settings,
+            ingest=not args.no_ingest,
+            test_card=not args.no_test_card,
+            nodes=args.nodes,
+            node_port=args.node_port,
+        )
     except DemoError as exc:
         raise CliError(str(exc)) from exc
 
@@ -389,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     server_options(p, "127.0.0.1", 8000)
     p.add_argument("--no-ingest", action="store_true", help="run the coordinator alone")
     p.add_argument("--no-test-card", action="store_true", help="do not publish a test card")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=3,
+        choices=range(0, 11),
+        metavar="N",
+        help="friend nodes relaying the demo stream (0-10, default 3)",
+    )
+    p.add_argument(
+        "--node-port",
+        type=int,
+        default=8091,
+        help="port of the first node, the others follow (default 8091; 0: any free ports)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser(

@@ -1,9 +1,11 @@
 """``streamr demo``: the whole local network on one machine, on the embedded defaults.
 
-It runs the coordinator (in this process), the ingest (nginx-rtmp, origin watcher, reconciler)
-as a child process sharing the data directory, and, unless told not to, an ffmpeg test card
-publishing to a demo stream so that there is live video to look at straight away. Everything
-stops together on Ctrl-C; if a child dies, the demo says so in one line and stops.
+It runs the coordinator (in this process, with its housekeeping jobs), the ingest (nginx-rtmp,
+origin watcher, reconciler) as a child process sharing the data directory, friend nodes
+(``streamr-node run``, three by default) relaying the demo stream, and, unless told not to, an
+ffmpeg test card publishing to the demo stream so that there is live video to look at straight
+away. A one-line summary of the network is printed every few seconds. Everything stops together
+on Ctrl-C; if a child dies, the demo says so in one line and stops.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from urllib.parse import urlsplit
 from .settings import Settings
 
 DEMO_EMAIL = "demo@example.com"
+DEMO_FRIEND_EMAIL = "friend@example.com"
 DEMO_STREAM = "demo"
+SUMMARY_EVERY_S = 10.0
 
 
 @dataclass
@@ -31,9 +35,10 @@ class DemoStream:
     name: str
     key: str
     password: str | None  # shown only when the demo account was just created
+    friend_password: str | None = None  # likewise, for the demo friend who owns the nodes
 
 
-async def _prepare_demo_stream(settings: Settings) -> DemoStream:
+async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> DemoStream:
     """The demo streamer and stream, created on first use. The stream key is stored only as a
     hash, so each demo run rotates it and shows the new one."""
     import secrets
@@ -63,9 +68,63 @@ async def _prepare_demo_stream(settings: Settings) -> DemoStream:
                 )
             else:
                 key = await rotate_key(session, stream)
-            return DemoStream(name=stream.name, key=key, password=password)
+            demo = DemoStream(name=stream.name, key=key, password=password)
+            if node_dirs:
+                demo.friend_password = await _join_demo_nodes(ctx, session, stream, node_dirs)
+            return demo
     finally:
         await ctx.close()
+
+
+async def _join_demo_nodes(ctx: Any, session: Any, stream: Any, node_dirs: list[Any]) -> str | None:
+    """Each demo node joins the demo stream once, as ``streamr-node join`` would: an invite, a
+    registration owned by the demo friend, and the node's settings file with its token."""
+    import secrets
+
+    from streamr_node.config import NodeConfig, load, save
+    from streamr_protocol.nodes import NodeRegistration
+
+    from .accounts.models import Account, Role
+    from .accounts.service import create_account, find_by_email
+    from .invites.service import create_invite
+    from .nodes.models import Node
+    from .nodes.service import register_node
+
+    password = None
+    friend = await find_by_email(session, DEMO_FRIEND_EMAIL)
+    if friend is None:
+        password = secrets.token_urlsafe(12)
+        friend = await create_account(
+            session, DEMO_FRIEND_EMAIL, password, "Demo friend", Role.FRIEND
+        )
+    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
+    for number, node_dir in enumerate(node_dirs, start=1):
+        existing = load(node_dir, environ={})
+        if existing.joined:
+            node = await session.get(Node, existing.node_id)
+            if node is not None and node.deregistered_at is None and node.stream_id == stream.id:
+                if str(existing.coordinator_url).rstrip("/") != base:
+                    existing.coordinator_url = base  # type: ignore[assignment]
+                    save(existing)
+                continue
+        owner = await session.get(Account, stream.owner_id)
+        _invite, code = await create_invite(session, stream, owner, "demo node", 3600, 1)
+        name = f"demo-node-{number}"
+        credentials = await register_node(
+            ctx, session, friend, NodeRegistration(invite_code=code, name=name)
+        )
+        save(
+            NodeConfig(
+                data_dir=node_dir,
+                coordinator_url=base,
+                node_id=credentials.node_id,
+                node_token=credentials.node_token,
+                stream=credentials.stream,
+                name=name,
+                host="127.0.0.1",
+            )
+        )
+    return password
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
@@ -115,7 +174,56 @@ class DemoError(Exception):
     """The demo could not start; the message says why."""
 
 
-def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
+def _start_node(node_dir: Any, port: int, env: dict[str, str], die_with_parent: Any) -> Any:
+    """``streamr-node run`` for one demo node; its log goes to a file beside its settings."""
+    log = open(node_dir / "node.log", "ab")  # noqa: SIM115 - the child keeps it open
+    node_env = {k: v for k, v in env.items() if not k.startswith("STREAMR_NODE_")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamr_node",
+            "run",
+            "--log-format",
+            "json",
+            "--data-dir",
+            str(node_dir),
+            "--port",
+            str(port),
+        ],
+        env=node_env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=die_with_parent,
+    )
+
+
+def _summary(base: str, stream: str) -> str:
+    """One line: the stream's state, its nodes, viewers, and what the friends carried."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=5) as http:
+        state = http.get(f"/api/v1/streams/{stream}").json().get("status", "?")
+        nodes = http.get(f"/api/v1/streams/{stream}/nodes").json()
+        segments = http.get(f"/api/v1/streams/{stream}/segments", params={"limit": 1}).json()
+    newest = segments.get("segments") or [{}]
+    return (
+        f"[demo] {stream}: {state}, newest segment {newest[-1].get('sequence', '-')}; "
+        f"friend nodes {nodes.get('online', 0)}/{nodes.get('registered', 0)} online"
+    )
+
+
+def _print_summaries(base: str, stream: str, stopping: threading.Event) -> None:
+    while not stopping.wait(SUMMARY_EVERY_S):
+        try:
+            print(_summary(base, stream), file=sys.stderr, flush=True)
+        except Exception as exc:  # the summary is a convenience; the demo goes on without it
+            print(f"[demo] summary unavailable: {type(exc).__name__}", file=sys.stderr)
+
+
+def run_demo(
+    settings: Settings, ingest: bool, test_card: bool, nodes: int = 3, node_port: int = 8091
+) -> None:
     import uvicorn
 
     from streamr_ingest.nginx import die_with_parent
@@ -126,7 +234,9 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
     settings = demo_settings(settings)
     settings.prepare_data_dir()
     runner.upgrade(settings.sqlalchemy_url)
-    demo = asyncio.run(_prepare_demo_stream(settings))
+    nodes = nodes if ingest else 0  # without an origin there is nothing to relay
+    node_dirs = [settings.data_dir / "demo-nodes" / f"node-{n}" for n in range(1, nodes + 1)]
+    demo = asyncio.run(_prepare_demo_stream(settings, node_dirs))
     base = f"http://{settings.host}:{settings.port}"
 
     children: list[tuple[subprocess.Popen[Any], str]] = []
@@ -163,8 +273,15 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
             card.stdin.write(demo.key + "\n")  # stdin, so the key stays out of process listings
             card.stdin.close()
             children.append((card, "the test card"))
+    for number, node_dir in enumerate(node_dirs):
+        port = node_port + number if node_port else 0
+        children.append((_start_node(node_dir, port, env, die_with_parent), node_dir.name))
     for process, what in children:
         threading.Thread(target=_watch, args=(process, what, stopping), daemon=True).start()
+    if ingest:
+        threading.Thread(
+            target=_print_summaries, args=(base, demo.name, stopping), daemon=True
+        ).start()
 
     lines = [
         f"StreamrP2P demo: coordinator on {base}",
@@ -180,8 +297,13 @@ def run_demo(settings: Settings, ingest: bool, test_card: bool) -> None:
         ]
         if test_card:
             lines.append("  a test card is publishing to the demo stream (--no-test-card to skip)")
+    for number, node_dir in enumerate(node_dirs):
+        where = f"http://127.0.0.1:{node_port + number}" if node_port else "a free port"
+        lines.append(f"  friend node:   {node_dir.name} on {where} (log: {node_dir / 'node.log'})")
     if demo.password:
         lines.append(f"  demo login:    {DEMO_EMAIL} / {demo.password} (shown once)")
+    if demo.friend_password:
+        lines.append(f"  friend login:  {DEMO_FRIEND_EMAIL} / {demo.friend_password} (shown once)")
     lines.append("  Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
