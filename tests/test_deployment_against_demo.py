@@ -110,7 +110,7 @@ def test_metrics_collector_reads_a_real_coordinator(start_demo, monkeypatch):
     friend = http.post(
         "/api/v1/auth/register",
         json={
-            "email": "friend@example.com",
+            "email": "another-friend@example.com",  # the demo's own friend runs its nodes
             "password": "friend passphrase",
             "display_name": "F",
             "role": "friend",
