@@ -22,7 +22,8 @@ A running coordinator serves the same schema interactively at `/docs` and as JSO
 `/openapi.json`.
 
 Authentication is `Authorization: Bearer <token>`: an account's access token (from
-`/api/v1/auth/login` or `/register`) or, for a node's own routes, its node token (`snt_…`).
+`/api/v1/auth/login` or `/register`), for a node's own routes its node token (`snt_…`), and
+for a viewer session's own routes that session's token (also accepted as `X-Streamr-Session`).
 Every error, 4xx or 5xx, has one shape:
 
 ```json

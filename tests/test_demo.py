@@ -57,6 +57,7 @@ def test_demo_friend_nodes_relay_the_stream_and_the_summary_says_so(start_demo):
     banner = demo.log.read_text()
     assert banner.count("friend node:   node-") == 3
     assert "friend login:  friend@example.com /" in banner
+    assert f"watch:         {base}/watch/demo" in banner
     # A viewer's session lists the demo's nodes before the origin, and a node serves the
     # stream's segments, verified against the signed index.
     session = httpx.post(f"{base}/api/v1/streams/demo/sessions").json()

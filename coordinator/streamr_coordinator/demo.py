@@ -34,19 +34,16 @@ SUMMARY_EVERY_S = 10.0
 class DemoStream:
     name: str
     key: str
-    password: str | None  # shown only when the demo account was just created
-    friend_password: str | None = None  # likewise, for the demo friend who owns the nodes
+    password: str  # the demo streamer's, new at every start
+    friend_password: str | None = None  # the demo friend's (owner of the nodes), likewise
 
 
 async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> DemoStream:
     """The demo streamer and stream, created on first use. The stream key is stored only as a
     hash, so each demo run rotates it and shows the new one."""
-    import secrets
-
     from sqlalchemy import select
 
     from .accounts.models import Role
-    from .accounts.service import create_account, find_by_email
     from .context import AppContext
     from .streams.models import Stream
     from .streams.service import create_stream, rotate_key
@@ -54,13 +51,9 @@ async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> Demo
     ctx = AppContext.from_settings(settings)
     try:
         async with ctx.sessions() as session:
-            password = None
-            owner = await find_by_email(session, DEMO_EMAIL)
-            if owner is None:
-                password = secrets.token_urlsafe(12)
-                owner = await create_account(
-                    session, DEMO_EMAIL, password, "Demo streamer", Role.STREAMER
-                )
+            owner, password = await _demo_account(
+                session, DEMO_EMAIL, "Demo streamer", Role.STREAMER
+            )
             stream = await session.scalar(select(Stream).where(Stream.name == DEMO_STREAM))
             if stream is None:
                 stream, key = await create_stream(
@@ -76,27 +69,36 @@ async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> Demo
         await ctx.close()
 
 
+async def _demo_account(session: Any, email: str, name: str, role: Any) -> tuple[Any, str]:
+    """A demo account with a fresh password: like the stream key, it is stored only as a hash,
+    so every demo start sets a new one and shows it."""
+    import secrets
+
+    from .accounts.passwords import hash_password
+    from .accounts.service import create_account, find_by_email
+
+    password = secrets.token_urlsafe(12)
+    account = await find_by_email(session, email)
+    if account is None:
+        return await create_account(session, email, password, name, role), password
+    account.password_hash = await hash_password(password)
+    await session.commit()
+    return account, password
+
+
 async def _join_demo_nodes(ctx: Any, session: Any, stream: Any, node_dirs: list[Any]) -> str | None:
     """Each demo node joins the demo stream once, as ``streamr-node join`` would: an invite, a
     registration owned by the demo friend, and the node's settings file with its token."""
-    import secrets
 
     from streamr_node.config import NodeConfig, load, save
     from streamr_protocol.nodes import NodeRegistration
 
     from .accounts.models import Account, Role
-    from .accounts.service import create_account, find_by_email
     from .invites.service import create_invite
     from .nodes.models import Node
     from .nodes.service import register_node
 
-    password = None
-    friend = await find_by_email(session, DEMO_FRIEND_EMAIL)
-    if friend is None:
-        password = secrets.token_urlsafe(12)
-        friend = await create_account(
-            session, DEMO_FRIEND_EMAIL, password, "Demo friend", Role.FRIEND
-        )
+    friend, password = await _demo_account(session, DEMO_FRIEND_EMAIL, "Demo friend", Role.FRIEND)
     base = f"http://{ctx.settings.host}:{ctx.settings.port}"
     for number, node_dir in enumerate(node_dirs, start=1):
         existing = load(node_dir, environ={})
@@ -198,27 +200,78 @@ def _start_node(node_dir: Any, port: int, env: dict[str, str], die_with_parent: 
     )
 
 
-def _summary(base: str, stream: str) -> str:
-    """One line: the stream's state, its nodes, viewers, and what the friends carried."""
-    import httpx
+async def _summary(ctx: Any, base: str, stream_name: str) -> str:
+    """One line: the stream's state, its nodes, its viewers, and the friends' share of the
+    bytes viewers received in the last five minutes (from the watch pages' receipts).
 
-    with httpx.Client(base_url=base, timeout=5) as http:
-        state = http.get(f"/api/v1/streams/{stream}").json().get("status", "?")
-        nodes = http.get(f"/api/v1/streams/{stream}/nodes").json()
-        segments = http.get(f"/api/v1/streams/{stream}/segments", params={"limit": 1}).json()
-    newest = segments.get("segments") or [{}]
+    Presence lives in the serving process (in-process on the embedded defaults), so node counts
+    come from the public API; the rest is read from the database."""
+    from datetime import timedelta
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from .database import utcnow
+    from .streams.models import Stream
+    from .viewers.models import Receipt, ViewerSession
+
+    async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+        nodes = (await http.get(f"/api/v1/streams/{stream_name}/nodes")).json()
+
+    since = utcnow() - timedelta(minutes=5)
+    async with ctx.sessions() as session:
+        stream = await session.scalar(select(Stream).where(Stream.name == stream_name))
+        if stream is None:
+            return f"[demo] {stream_name}: no such stream"
+        viewers = await session.scalar(
+            select(func.count(func.distinct(Receipt.session_id))).where(
+                Receipt.stream_id == stream.id, Receipt.received_at >= since
+            )
+        )
+        rows = await session.execute(
+            select(Receipt.source_kind, func.sum(Receipt.bytes))
+            .where(
+                Receipt.stream_id == stream.id,
+                Receipt.outcome == "ok",
+                Receipt.received_at >= since,
+            )
+            .group_by(Receipt.source_kind)
+        )
+        opened = await session.scalar(
+            select(func.count()).where(
+                ViewerSession.stream_id == stream.id, ViewerSession.created_at >= since
+            )
+        )
+    carried = {kind: int(total or 0) for kind, total in rows}
+    total = sum(carried.values())
+    share = f"{100 * carried.get('node', 0) // total} % from friends" if total else "no receipts"
     return (
-        f"[demo] {stream}: {state}, newest segment {newest[-1].get('sequence', '-')}; "
-        f"friend nodes {nodes.get('online', 0)}/{nodes.get('registered', 0)} online"
+        f"[demo] {stream.name}: {stream.status}; "
+        f"friend nodes {nodes.get('online', 0)}/{nodes.get('registered', 0)} online; "
+        f"viewers {viewers or 0} ({opened or 0} sessions opened); last 5 min: "
+        f"{total / 1_000_000:.1f} MB to viewers, {share}"
     )
 
 
-def _print_summaries(base: str, stream: str, stopping: threading.Event) -> None:
-    while not stopping.wait(SUMMARY_EVERY_S):
-        try:
-            print(_summary(base, stream), file=sys.stderr, flush=True)
-        except Exception as exc:  # the summary is a convenience; the demo goes on without it
-            print(f"[demo] summary unavailable: {type(exc).__name__}", file=sys.stderr)
+def _print_summaries(settings: Settings, base: str, stream: str, stopping: threading.Event) -> None:
+    loop = asyncio.new_event_loop()
+    ctx = loop.run_until_complete(_open_context(settings))
+    try:
+        while not stopping.wait(SUMMARY_EVERY_S):
+            try:
+                line = loop.run_until_complete(_summary(ctx, base, stream))
+            except Exception as exc:  # the summary is a convenience; the demo goes on without it
+                line = f"[demo] summary unavailable: {type(exc).__name__}"
+            print(line, file=sys.stderr, flush=True)
+    finally:
+        loop.run_until_complete(ctx.close())
+        loop.close()
+
+
+async def _open_context(settings: Settings) -> Any:
+    from .context import AppContext
+
+    return AppContext.from_settings(settings)
 
 
 def run_demo(
@@ -280,13 +333,15 @@ def run_demo(
         threading.Thread(target=_watch, args=(process, what, stopping), daemon=True).start()
     if ingest:
         threading.Thread(
-            target=_print_summaries, args=(base, demo.name, stopping), daemon=True
+            target=_print_summaries, args=(settings, base, demo.name, stopping), daemon=True
         ).start()
 
     lines = [
         f"StreamrP2P demo: coordinator on {base}",
+        f"  watch:         {base}/watch/{demo.name}",
+        f"  dashboards:    {base}/ (live streams), {base}/dashboard/streamer, "
+        f"{base}/dashboard/friend",
         f"  API docs:      {base}/docs",
-        f"  streams:       {base}/api/v1/streams",
     ]
     if ingest:
         lines += [
@@ -300,10 +355,11 @@ def run_demo(
     for number, node_dir in enumerate(node_dirs):
         where = f"http://127.0.0.1:{node_port + number}" if node_port else "a free port"
         lines.append(f"  friend node:   {node_dir.name} on {where} (log: {node_dir / 'node.log'})")
-    if demo.password:
-        lines.append(f"  demo login:    {DEMO_EMAIL} / {demo.password} (shown once)")
+    lines.append(f"  demo login:    {DEMO_EMAIL} / {demo.password} (streamer; new every start)")
     if demo.friend_password:
-        lines.append(f"  friend login:  {DEMO_FRIEND_EMAIL} / {demo.friend_password} (shown once)")
+        lines.append(
+            f"  friend login:  {DEMO_FRIEND_EMAIL} / {demo.friend_password} (owns the nodes)"
+        )
     lines.append("  Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
 

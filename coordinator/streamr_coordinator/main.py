@@ -16,6 +16,7 @@ from .accounts.routes import router as accounts_router
 from .apidocs import install_api_docs
 from .attestation.routes import router as attestation_router
 from .context import AppContext
+from .dashboards.install import install_dashboards
 from .errors import install_error_handlers
 from .health import router as health_router
 from .ingest.routes import router as ingest_router
@@ -27,6 +28,7 @@ from .routing import publish_schemas
 from .settings import Settings
 from .streams.routes import router as streams_router
 from .usage.routes import router as usage_router
+from .viewers.page import install_watch_page
 from .viewers.routes import router as viewers_router
 
 log = logging.getLogger("streamr.coordinator")
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_api_docs(app, settings.web_assets_dir)
+    install_watch_page(app, settings.web_assets_dir)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # FastAPI tries the routers in this order on every request, and heartbeats are nearly all
     # requests: the nodes router goes first, which keeps the heartbeat within half of the
@@ -85,5 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
     ):
         app.include_router(router)
+    install_dashboards(app, settings)  # after the API routers, so API paths are tried first
     publish_schemas(app, Heartbeat)
     return app

@@ -7,7 +7,7 @@ from .invites.models import Invite
 from .nodes.models import Node
 from .streams.models import Stream, StreamTransition
 from .usage.models import IntegrityFailure, UsageLine, UsageReport
-from .viewers.models import ViewerSession
+from .viewers.models import Receipt, ReceiptBatch, ViewerSession
 
 __all__ = [
     "Account",
@@ -15,6 +15,8 @@ __all__ = [
     "IntegrityFailure",
     "Invite",
     "Node",
+    "Receipt",
+    "ReceiptBatch",
     "RefreshToken",
     "Segment",
     "Stream",

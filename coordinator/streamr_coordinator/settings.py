@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     web_assets_dir: Path = Field(
         default=Path(__file__).resolve().parents[2] / "node_modules",
-        description="npm packages the coordinator serves to browsers (Swagger UI, later hls.js)",
+        description="npm packages the coordinator serves to browsers (Swagger UI, hls.js)",
     )
 
     jwt_private_key: SecretStr | None = Field(
@@ -100,11 +100,25 @@ class Settings(BaseSettings):
     viewer_sessions_per_minute: int = Field(
         default=30, ge=1, description="Viewer sessions a client address may open per minute"
     )
+    viewer_flag_s: float = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="How long a node stays out of viewer routing after a viewer's receipt showed "
+        "a segment from it that did not match its signature",
+    )
     reachability_timeout_s: float = Field(default=3, gt=0, le=60)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Login/registration attempts per address per minute before 429.
     auth_attempts_per_minute: int = Field(default=30, ge=1)
+    cdn_price_micro_usd_per_gb: int = Field(
+        default=20_000,
+        ge=0,
+        le=1_000_000_000,
+        description="What a CDN would charge per GB (10^9 bytes) delivered, in millionths of a "
+        "US dollar (20000 = $0.02); the dashboards' 'money saved' by friend nodes",
+    )
 
     @field_validator("log_level")
     @classmethod

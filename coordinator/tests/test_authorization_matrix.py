@@ -19,6 +19,11 @@ Rules the table encodes:
   account's valid access token is 403, not 401 (a 401 would only make a client refresh its token
   and retry in vain). A node's usage totals are seen by whoever may see the node;
 - viewer sessions are anonymous: anyone may open one while the stream is on air.
+- a viewer session's own routes (sources, receipts) take only that session's token, which no
+  principal here holds: 401 without a credential, 403 with an account's or a node's.
+- dashboards: the public one for everyone; the streamer's for streamers and admins, the friend's
+  for every account, the operator's for admins. Their HTML pages (PAGES, below) take the cookie
+  session only: without one they redirect to /login (303), whatever bearer token comes along.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ from fastapi.testclient import TestClient
 
 from streamr_coordinator.accounts.models import Account as AccountRow
 from streamr_coordinator.accounts.service import issue_tokens
+from streamr_coordinator.dashboards.pages import router as pages_router
+from streamr_coordinator.dashboards.sessions import csrf_for
 from streamr_protocol.attestation import public_key_from
 from streamr_protocol.viewer_sessions import decode_session_token
 
+from .browser import Browser
 from .conftest import PASSWORD, Account, Api, Node, assert_error
 
 PRINCIPALS = ("anonymous", "owner", "other_streamer", "friend", "node", "admin")
@@ -64,6 +72,7 @@ class Scenario:
     invite_code: str
     node: Node  # the friend's
     other_node: Node | None  # the second friend's, so "only your own nodes" can be checked
+    session_id: str = "none"  # a viewer session of the stream, once one is opened
 
     def headers(self, principal: str) -> dict[str, str]:
         accounts = {
@@ -217,6 +226,32 @@ def beat(s: Scenario) -> None:
     assert response.status_code == 200, response.text
 
 
+def open_viewer_session(s: Scenario) -> None:
+    """The stream on air and a viewer watching; nobody in the matrix holds that viewer's token."""
+    go_live(s)
+    response = s.client.post(f"/api/v1/streams/{s.stream}/sessions")
+    assert response.status_code == 201, response.text
+    s.session_id = response.json()["session_id"]
+
+
+def _receipts(s: Scenario) -> dict[str, Any]:
+    return {
+        "batch_id": f"m-{uuid.uuid4().hex}",
+        "receipts": [
+            {
+                "source_kind": "node",
+                "node_id": s.node.id,
+                "segment": "1.ts",
+                "sequence": 1,
+                "bytes": 10,
+                "ttfb_ms": 5,
+                "download_ms": 9,
+                "outcome": "mismatch",
+            }
+        ],
+    }
+
+
 def go_live(s: Scenario) -> None:
     response = s.client.post(
         f"/api/v1/streams/{s.stream}/status",
@@ -236,6 +271,23 @@ def _usage_report(s: Scenario) -> dict[str, Any]:
     }
 
 
+def check_public_dashboard(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert "@" not in str(body["leaderboard"]), "display names, never emails"
+
+
+def check_streamer_dashboard(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert (s.stream in {x["name"] for x in body["streams"]}) is (principal == "owner")
+
+
+def check_friend_dashboard(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert (s.node.id in {n["id"] for n in body["nodes"]}) is (principal == "friend")
+
+
+def check_operator_dashboard(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert s.stream in {x["name"] for x in body["streams"]}
+    assert s.node.id in {n["id"] for n in body["nodes"]}
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -250,7 +302,9 @@ class Route:
     prepare: Callable[[Scenario], None] | None = None  # e.g. put the stream on air first
 
     def url(self, s: Scenario) -> str:
-        return self.path.format(name=s.stream, invite_id=s.invite_id, node_id=s.node.id)
+        return self.path.format(
+            name=s.stream, invite_id=s.invite_id, node_id=s.node.id, session_id=s.session_id
+        )
 
 
 def _new_email(_: Scenario) -> dict[str, Any]:
@@ -317,6 +371,12 @@ ROUTES = [
     # Viewers are anonymous: anyone may open a session of a stream on air.
     Route("POST", "/api/v1/streams/{name}/sessions", (201, 201, 201, 201, 201, 201),
           check=check_session, prepare=go_live),
+    # A session's own routes take that session's viewer token only: an account's or a node's
+    # valid token is a credential of another kind (403).
+    Route("GET", "/api/v1/sessions/{session_id}/sources", (401, 403, 403, 403, 403, 403),
+          prepare=open_viewer_session),
+    Route("POST", "/api/v1/sessions/{session_id}/receipts", (401, 403, 403, 403, 403, 403),
+          body=_receipts, mutates=True, prepare=open_viewer_session),
     # Attestation: public, it holds hashes and signatures only.
     Route("GET", "/api/v1/attestation/key", (200, 200, 200, 200, 200, 200)),
     Route("GET", "/api/v1/streams/{name}/segments", (200, 200, 200, 200, 200, 200)),
@@ -332,6 +392,15 @@ ROUTES = [
                                         "duration_ms": 2000, "size": 1, "sha256": "0" * 64}]}),
     Route("POST", "/api/v1/ingest/sync", (403, 403, 403, 403, 403, 403), mutates=True,
           body=lambda s: {"publishing": []}),
+    # Dashboards' JSON: an access token or the dashboards' cookie session.
+    Route("GET", "/api/v1/dashboards/public", (200, 200, 200, 200, 200, 200),
+          check=check_public_dashboard),
+    Route("GET", "/api/v1/dashboards/streamer", (401, 200, 200, 403, 403, 200),
+          check=check_streamer_dashboard),
+    Route("GET", "/api/v1/dashboards/friend", (401, 200, 200, 200, 403, 200),
+          check=check_friend_dashboard),
+    Route("GET", "/api/v1/dashboards/operator", (401, 403, 403, 403, 403, 200),
+          check=check_operator_dashboard),
     # Service.
     Route("GET", "/health", (200, 200, 200, 200, 200, 200)),
     Route("GET", "/version", (200, 200, 200, 200, 200, 200)),
@@ -451,3 +520,103 @@ def test_unknown_tokens_are_401_even_on_public_routes(scenario: Scenario, token:
     else:
         assert_error(me, 401)
         assert_error(public, 401)
+
+
+# --- The dashboards' HTML pages: the cookie session, not a bearer token ----------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    method: str
+    path: str
+    #        anonymous, owner, other_streamer, friend, node, admin
+    expect: tuple[int, int, int, int, int, int]
+    form: Callable[[Scenario], dict[str, str]] | None = None
+    mutates: bool = False
+
+
+# fmt: off
+PAGES = [
+    Page("GET", "/", (200, 200, 200, 200, 200, 200)),
+    Page("GET", "/login", (200, 200, 200, 200, 200, 200)),
+    Page("POST", "/login", (303, 303, 303, 303, 303, 303),
+         form=lambda s: {"email": s.people.friend.email, "password": PASSWORD}),
+    Page("POST", "/logout", (303, 303, 303, 303, 303, 303)),
+    Page("GET", "/dashboard/streamer", (303, 200, 200, 403, 303, 200)),
+    Page("GET", "/dashboard/friend", (303, 200, 200, 200, 303, 200)),
+    Page("GET", "/dashboard/operator", (303, 403, 403, 403, 303, 200)),
+    Page("POST", "/dashboard/streamer/streams/{name}/key", (303, 200, 403, 403, 303, 200),
+         mutates=True),
+    Page("POST", "/dashboard/streamer/streams/{name}/invites", (303, 200, 403, 403, 303, 200),
+         form=lambda s: {"label": "from the page"}, mutates=True),
+]
+# fmt: on
+
+PAGE_CELLS = [
+    pytest.param(page, principal, expected, id=f"{page.method} {page.path} as {principal}")
+    for page in PAGES
+    for principal, expected in zip(PRINCIPALS, page.expect, strict=True)
+]
+
+
+def session_cookie(s: Scenario, principal: str) -> str:
+    """A dashboard session for the principal, issued directly (no Argon2 login needed)."""
+    account_id = {
+        "owner": s.people.owner.id,
+        "other_streamer": s.people.other.id,
+        "friend": s.people.friend.id,
+        "admin": s.people.admin.id,
+    }[principal]
+
+    async def issue() -> str:
+        ctx = s.client.app.state.ctx
+        async with ctx.sessions() as session:
+            account = await session.get(AccountRow, account_id)
+            assert account is not None
+            return (await issue_tokens(ctx, session, account)).refresh_token
+
+    return s.client.portal.call(issue)
+
+
+@pytest.mark.parametrize(("page", "principal", "expected"), PAGE_CELLS)
+def test_page_authorization(
+    client: TestClient, people: People, page: Page, principal: str, expected: int
+):
+    s = build_scenario(client, people)
+    browser = Browser(client)
+    headers = s.headers(principal) if principal == "node" else {}  # no login for a node token
+    form = page.form(s) if page.form else {}
+    if principal not in ("anonymous", "node"):
+        browser.cookies["streamr_session"] = session_cookie(s, principal)
+        form["csrf_token"] = csrf_for(browser.cookies["streamr_session"])
+    if page.path == "/login" and page.method == "POST":
+        assert browser.get("/login").status_code == 200
+        form["csrf_token"] = browser.cookies["streamr_login_csrf"]
+    before = state_of(s) if page.mutates and expected != 200 else None
+
+    response = browser.request(
+        page.method,
+        page.path.format(name=s.stream),
+        data=form if page.method == "POST" else None,
+        headers=headers,
+    )
+
+    assert response.status_code == expected, response.text
+    if expected == 303 and page.path.startswith("/dashboard"):
+        assert response.headers["location"].startswith("/login"), response.headers
+    if expected == 403:
+        assert response.headers["content-type"].startswith("text/html")
+    for label, secret in s.secrets.items():
+        assert secret not in response.text, f"the {label} leaked"
+    if before is not None:
+        assert state_of(s) == before, "a refused call changed something"
+
+
+def test_page_table_covers_every_dashboard_page():
+    """A new page of the dashboards must get a row in PAGES."""
+    served = {
+        f"{method} {route.path}"
+        for route in pages_router.routes
+        for method in getattr(route, "methods", set()) - {"HEAD"}
+    }
+    assert served == {f"{p.method} {p.path}" for p in PAGES}

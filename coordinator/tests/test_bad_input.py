@@ -22,6 +22,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from streamr_coordinator.dashboards.sessions import csrf_for
+
+from .browser import Browser
 from .conftest import PASSWORD, Account, Api, Node, assert_error
 
 TEN_KB = "x" * 10_000
@@ -40,6 +43,8 @@ class World:
     invite_id: str
     invite_code: str
     node: Node
+    session_id: str = ""  # a viewer watching the stream, and the token of that session
+    session_token: str = ""
 
     def headers(self, who: str) -> dict[str, str]:
         return {
@@ -47,10 +52,16 @@ class World:
             "owner": self.owner.headers,
             "friend": self.friend.headers,
             "node": self.node.headers,
+            "viewer": {"X-Streamr-Session": self.session_token},
         }[who]
 
     def url(self, path: str) -> str:
-        return path.format(name=self.stream, node_id=self.node.id, invite_id=self.invite_id)
+        return path.format(
+            name=self.stream,
+            node_id=self.node.id,
+            invite_id=self.invite_id,
+            session_id=self.session_id,
+        )
 
 
 def build_world(client: TestClient) -> World:
@@ -62,6 +73,8 @@ def build_world(client: TestClient) -> World:
     )
     assert invite.status_code == 201, invite.text
     code = invite.json()["code"]
+    api.set_status(owner, name, "LIVE")
+    session = api.open_session(name)
     return World(
         client=client,
         owner=owner,
@@ -70,6 +83,8 @@ def build_world(client: TestClient) -> World:
         invite_id=invite.json()["id"],
         invite_code=code,
         node=api.register_node(friend, code),
+        session_id=session["session_id"],
+        session_token=session["token"],
     )
 
 
@@ -133,6 +148,7 @@ BODY_ROUTES = {
     "heartbeat": ("POST", "/api/v1/nodes/{node_id}/heartbeat", "node"),
     "usage report": ("POST", "/api/v1/nodes/{node_id}/usage", "node"),
     "reachability": ("POST", "/api/v1/nodes/{node_id}/reachability", "node"),
+    "receipts": ("POST", "/api/v1/sessions/{session_id}/receipts", "viewer"),
 }
 
 JSON_TYPE = {"content-type": "application/json"}
@@ -233,6 +249,32 @@ def _line(**fields: Any) -> dict[str, Any]:
 def _failure(**fields: Any) -> dict[str, Any]:
     body = {"upstream_url": "http://198.51.100.9:8090", "segment": "1.ts", "reason": "hash"}
     return {**body, **fields}
+
+
+def _receipt(w: World | None = None, **fields: Any) -> dict[str, Any]:
+    body = {
+        "source_kind": "node",
+        "node_id": w.node.id if w else UNKNOWN_ID,
+        "segment": "7.ts",
+        "sequence": 7,
+        "bytes": 1000,
+        "ttfb_ms": 12,
+        "download_ms": 40,
+        "outcome": "ok",
+    }
+    return {k: v for k, v in {**body, **fields}.items() if v is not ...}
+
+
+def _receipts(**fields: Any) -> Any:
+    """A receipt batch with one receipt about the world's node, with ``fields`` changed in that
+    receipt (``...``: left out); ``batch`` changes the batch itself."""
+    batch = fields.pop("batch", {})
+
+    def build(w: World) -> dict[str, Any]:
+        body = {"batch_id": f"b-{uuid.uuid4().hex}", "receipts": [_receipt(w, **fields)]}
+        return {k: v for k, v in {**body, **batch}.items() if v is not ...}
+
+    return build
 
 
 def _node_body(w: World, **fields: Any) -> dict[str, Any]:
@@ -463,6 +505,45 @@ FIELD_CASES = [
          {"public_url": "http://example.com/" + TEN_KB}),
     case("reachability", "public_url is a number", "public_url", {"public_url": 8080}),
     case("reachability", "unknown field", "node_id", {"node_id": UNKNOWN_ID}),
+    # Viewer receipts.
+    case("receipts", "missing batch_id", "batch_id", _receipts(batch={"batch_id": ...})),
+    case("receipts", "batch_id is short", "batch_id", _receipts(batch={"batch_id": "abc"})),
+    case("receipts", "batch_id has a slash", "batch_id",
+         _receipts(batch={"batch_id": "a/b/c/d/e"})),
+    case("receipts", "batch_id is 10 KB", "batch_id", _receipts(batch={"batch_id": TEN_KB})),
+    case("receipts", "batch_id is a number", "batch_id", _receipts(batch={"batch_id": 12345678})),
+    case("receipts", "no receipts", "receipts", _receipts(batch={"receipts": []})),
+    case("receipts", "missing receipts", "receipts", _receipts(batch={"receipts": ...})),
+    case("receipts", "receipts is an object", "receipts", _receipts(batch={"receipts": {"a": 1}})),
+    case("receipts", "101 receipts", "receipts", _receipts(batch={"receipts": [_receipt()] * 101})),
+    case("receipts", "unknown batch field", "session_id",
+         _receipts(batch={"session_id": UNKNOWN_ID})),
+    case("receipts", "a node without node_id", "node_id", _receipts(node_id=...)),
+    case("receipts", "a node with a null node_id", "node_id", _receipts(node_id=None)),
+    case("receipts", "the origin with a node_id", "node_id", _receipts(source_kind="origin")),
+    case("receipts", "source_kind is cdn", "source_kind", _receipts(source_kind="cdn")),
+    case("receipts", "missing source_kind", "source_kind", _receipts(source_kind=...)),
+    case("receipts", "outcome is great", "outcome", _receipts(outcome="great")),
+    case("receipts", "outcome is OK", "outcome", _receipts(outcome="OK")),
+    case("receipts", "missing outcome", "outcome", _receipts(outcome=...)),
+    case("receipts", "negative bytes", "receipts.0.bytes", _receipts(bytes=-1)),
+    case("receipts", "a terabyte segment", "receipts.0.bytes", _receipts(bytes=10**12)),
+    case("receipts", "bytes is a word", "receipts.0.bytes", _receipts(bytes="lots")),
+    case("receipts", "negative ttfb_ms", "receipts.0.ttfb_ms", _receipts(ttfb_ms=-1)),
+    case("receipts", "ttfb_ms of a day", "receipts.0.ttfb_ms", _receipts(ttfb_ms=86_400_000)),
+    case("receipts", "fractional ttfb_ms", "receipts.0.ttfb_ms", _receipts(ttfb_ms=1.5)),
+    case("receipts", "download_ms is a word", "receipts.0.download_ms",
+         _receipts(download_ms="slow")),
+    case("receipts", "negative sequence", "receipts.0.sequence", _receipts(sequence=-1)),
+    case("receipts", "sequence beyond 2^62", "receipts.0.sequence", _receipts(sequence=2**63)),
+    case("receipts", "segment is a path", "receipts.0.segment", _receipts(segment="../../x.ts")),
+    case("receipts", "segment is empty", "receipts.0.segment", _receipts(segment="")),
+    case("receipts", "segment is 10 KB", "receipts.0.segment", _receipts(segment=TEN_KB)),
+    case("receipts", "segment holds NUL", "receipts.0.segment", _receipts(segment="1\x00.ts")),
+    case("receipts", "node_id is 10 KB", "receipts.0.node_id", _receipts(node_id=TEN_KB)),
+    case("receipts", "unknown receipt field", "receipts.0.price", _receipts(price=3)),
+    case("receipts", "a node of no stream", "names no node", _receipts(node_id=UNKNOWN_ID),
+         status=400),
 ]
 # fmt: on
 
@@ -659,6 +740,8 @@ def test_nul_in_a_path_is_400_before_any_lookup(world: World, method: str, templ
         ("POST", "/api/v1/nodes/{}/reachability", "node_id"),
         ("POST", "/api/v1/nodes/{}/usage", "node_id"),
         ("DELETE", "/api/v1/nodes/{}/presence", "node_id"),
+        ("GET", "/api/v1/sessions/{}/sources", "session_id"),
+        ("POST", "/api/v1/sessions/{}/receipts", "session_id"),
     ],
 )
 def test_very_long_path_parameters_are_422(
@@ -771,6 +854,7 @@ def _valid_bodies(w: World) -> dict[str, dict[str, Any]]:
         ),
         # A port nothing listens on: a fuzzed body that happens to be valid is checked quickly.
         "reachability": {"public_url": "http://127.0.0.1:9/"},
+        "receipts": _receipts()(w),
     }
 
 
@@ -850,3 +934,70 @@ def test_validation_errors_never_echo_the_input(world: World, route: str, body: 
     response = world.client.request(method, world.url(path), json=body, headers=world.headers(who))
     assert_error(response, 422)
     assert SECRET not in response.text
+
+
+# --- The dashboards' forms: odd bodies and names are a 4xx page, never a 5xx ------------------
+
+FORM_TYPE = {"content-type": "application/x-www-form-urlencoded"}
+PAGE_FORMS = [
+    "/login",
+    "/logout",
+    "/dashboard/streamer/streams/{name}/key",
+    "/dashboard/streamer/streams/{name}/invites",
+]
+ODD_FORMS: dict[str, dict[str, Any]] = {
+    "no body": {},
+    "JSON": {"json": {"csrf_token": "x", "label": "y"}},
+    "text/plain": {"content": b"csrf_token=x", "headers": {"content-type": "text/plain"}},
+    "invalid UTF-8": {"content": b"csrf_token=\xff\xfe&label=%FF", "headers": FORM_TYPE},
+    "NUL in a value": {"content": b"csrf_token=a%00b", "headers": FORM_TYPE},
+    "50 fields": {"content": "&".join(f"f{i}=1" for i in range(50)).encode(), "headers": FORM_TYPE},
+    "binary": {"content": bytes(range(256)), "headers": FORM_TYPE},
+    "100 KB": {"content": b"label=" + b"x" * 100_000, "headers": FORM_TYPE},
+    "wrong CSRF token": {"content": b"csrf_token=" + b"0" * 64, "headers": FORM_TYPE},
+}
+
+
+def _page_browser(w: World) -> Browser:
+    """The owner, logged in to the dashboards (their registration's refresh token is a session)."""
+    return Browser(w.client, {"streamr_session": w.owner.refresh_token})
+
+
+def _page_error(response: Any) -> None:
+    assert 400 <= response.status_code < 500, response.text
+    if response.headers["content-type"].startswith("application/json"):
+        assert_error(response)
+    else:
+        assert response.headers["content-type"].startswith("text/html"), response.headers
+        assert 'role="alert"' in response.text
+
+
+@pytest.mark.parametrize("kind", list(ODD_FORMS))
+@pytest.mark.parametrize("path", PAGE_FORMS)
+def test_odd_forms_on_pages_are_refused_with_a_4xx(world: World, path: str, kind: str):
+    before = world.client.get(f"/api/v1/streams/{world.stream}", headers=world.owner.headers)
+    response = _page_browser(world).request("POST", world.url(path), **ODD_FORMS[kind])
+    _page_error(response)
+    after = world.client.get(f"/api/v1/streams/{world.stream}", headers=world.owner.headers)
+    assert after.json() == before.json(), "a refused form changed the stream"
+
+
+@pytest.mark.parametrize("raw", list(ODD_NAMES.values()), ids=list(ODD_NAMES))
+@pytest.mark.parametrize("action", ["key", "invites"])
+def test_odd_stream_names_in_page_forms_are_a_4xx(world: World, action: str, raw: str):
+    browser = _page_browser(world)
+    response = browser.request(
+        "POST",
+        f"/dashboard/streamer/streams/{_quoted(raw)}/{action}",
+        data={"csrf_token": csrf_for(world.owner.refresh_token)},
+    )
+    _page_error(response)
+
+
+@pytest.mark.parametrize(
+    "query", [{"next": "https://evil.example"}, {"next": "x" * 10_000}, {"next": "\x00"}]
+)
+def test_odd_queries_on_pages_are_ignored(world: World, query: dict[str, str]):
+    response = Browser(world.client).request("GET", "/login", params=query)
+    assert response.status_code == 200, response.text
+    assert "evil.example" not in response.text and "x" * 100 not in response.text

@@ -25,6 +25,8 @@ TABLES = {
     "usage_reports",
     "usage_lines",
     "integrity_failures",
+    "viewer_receipt_batches",
+    "viewer_receipts",
 }
 
 

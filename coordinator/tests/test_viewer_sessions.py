@@ -89,7 +89,7 @@ def test_without_nodes_the_origin_is_the_only_source(api):
     _, name = live_stream(api)
     origin = api.client.app.state.ctx.settings.origin_url
     assert api.open_session(name)["sources"] == [
-        {"kind": "origin", "base_url": origin, "node_id": None}
+        {"kind": "origin", "base_url": origin, "node_id": None, "name": None}
     ]
 
 
@@ -116,6 +116,7 @@ def test_sources_are_reachable_nodes_with_room_by_spare_capacity(api, nodes_host
         "kind": "node",
         "base_url": nodes_host.node_url(roomy.id),
         "node_id": roomy.id,
+        "name": "test node",
     }
     assert sources[-1]["kind"] == "origin"
 

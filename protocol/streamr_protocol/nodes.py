@@ -35,7 +35,10 @@ class NodeRegistration(Message):
 
     invite_code: str = Field(min_length=8, max_length=128, description="Code from the streamer")
     name: str = Field(
-        default="node", min_length=1, max_length=64, description="Label shown to the streamer"
+        default="node",
+        min_length=1,
+        max_length=64,
+        description="Label shown to the streamer, and to viewers on the watch page",
     )
     public_url: PublicUrl | None = Field(
         default=None, description="Where viewers reach this node, if already known"

@@ -92,6 +92,7 @@ class Source(BaseModel):
     kind: Literal["node", "origin"]
     base_url: str = Field(description="Prefix of the HLS paths, e.g. http://host:8090")
     node_id: str | None = None
+    name: str | None = Field(default=None, description="The node's label, shown to the viewer")
 
 
 class ViewerSession(BaseModel):
@@ -102,4 +103,15 @@ class ViewerSession(BaseModel):
     token: str = Field(description="Present it to every source: ?session= or X-Streamr-Session")
     expires_at: datetime
     playlist_path: str = Field(description="Append to a source's base_url")
+    sources: list[Source]
+
+
+class SessionSources(BaseModel):
+    """A session's sources as they are now; the page asks again every ``refresh_s``."""
+
+    session_id: str
+    stream: str
+    status: str = Field(description="The stream's state; playback ends when it is not on air")
+    on_air: bool
+    refresh_s: float = Field(description="Ask again after this long (one segment duration)")
     sources: list[Source]

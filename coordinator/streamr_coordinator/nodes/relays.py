@@ -22,6 +22,7 @@ class RelayCandidate:
     connections: int
     egress_bps: int
     egress_cap_bps: int | None
+    name: str | None = None  # the friend's label for the node, shown to viewers
 
 
 def base_url(public_url: str) -> str:
@@ -71,6 +72,7 @@ async def relay_candidates(
                 connections=presence.connections,
                 egress_bps=presence.egress_bps,
                 egress_cap_bps=presence.egress_cap_bps,
+                name=node.name,
             )
         )
     return candidates

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import ID, Base, UTCDateTime, new_id, utcnow
@@ -13,6 +13,9 @@ class ViewerSession(Base):
 
     The row is what makes a session "known" when a node reports the bytes it served under it;
     the token the viewer holds is signed, so nodes check it without asking the coordinator.
+    ``node_id`` is the node the session was last sent to first, which keeps a viewer on its node
+    (stickiness) while that node stays healthy. It is a hint, not a reference: a node that is
+    gone is simply not among the candidates any more.
     """
 
     __tablename__ = "viewer_sessions"
@@ -21,3 +24,50 @@ class ViewerSession(Base):
     stream_id: Mapped[str] = mapped_column(ForeignKey("streams.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    node_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class ReceiptBatch(Base):
+    """One batch of receipts from one session. ``(session_id, batch_id)`` is unique: that
+    constraint, not a read before the write, makes a batch sent twice (or twice at once) count
+    once."""
+
+    __tablename__ = "viewer_receipt_batches"
+    __table_args__ = (UniqueConstraint("session_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("viewer_sessions.id", ondelete="CASCADE"))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    receipts: Mapped[int] = mapped_column(Integer)
+
+
+class Receipt(Base):
+    """One fetch of one segment from one source, as the viewer saw it. ``stream_id`` and
+    ``received_at`` are copied from the session and the batch, so routing reads a stream's
+    recent receipts with one indexed range scan."""
+
+    __tablename__ = "viewer_receipts"
+    __table_args__ = (
+        Index(None, "stream_id", "received_at"),
+        Index(None, "session_id", "received_at"),
+        Index(None, "node_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_pk: Mapped[int] = mapped_column(
+        ForeignKey("viewer_receipt_batches.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[str] = mapped_column(ForeignKey("viewer_sessions.id", ondelete="CASCADE"))
+    stream_id: Mapped[str] = mapped_column(ForeignKey("streams.id", ondelete="CASCADE"))
+    node_id: Mapped[str | None] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), nullable=True
+    )
+    source_kind: Mapped[str] = mapped_column(String(8))
+    segment: Mapped[str] = mapped_column(String(128))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    ttfb_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    download_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(8))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

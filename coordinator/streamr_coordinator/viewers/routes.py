@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from streamr_protocol.viewer_sessions import ViewerSession
+from streamr_protocol.receipts import ReceiptAck, ReceiptBatch
+from streamr_protocol.viewer_sessions import SessionSources, ViewerSession
 
 from ..accounts.auth import Context, Session
 from ..accounts.routes import client_address
 from ..routing import DocumentedRoute
 from ..streams.routes import StreamName
 from ..streams.service import get_stream
-from .service import open_session, throttle_sessions
+from .auth import SessionIdPath, ViewerClaims
+from .receipts import record_receipts
+from .service import open_session, session_sources, throttle_session_calls, throttle_sessions
 
 router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["viewers"])
 
@@ -27,3 +30,37 @@ async def open_session_route(
     await throttle_sessions(ctx, client_address(request))
     stream = await get_stream(session, name)
     return await open_session(ctx, session, stream)
+
+
+@router.get("/sessions/{session_id}/sources", response_model=SessionSources)
+async def session_sources_route(
+    session_id: SessionIdPath, claims: ViewerClaims, ctx: Context, session: Session
+) -> SessionSources:
+    """The session's sources as they are now, best first, and whether the stream is on air.
+
+    The watch page asks every ``refresh_s`` (one segment duration), so viewers of a node that
+    left, filled up or was flagged move within one segment. A session keeps its node while that
+    node stays healthy. Only with the session's own token (``X-Streamr-Session`` or
+    ``Authorization: Bearer``); at most 120 requests a minute.
+    """
+    await throttle_session_calls(ctx, claims.session_id, "sources")
+    return await session_sources(ctx, session, claims)
+
+
+@router.post("/sessions/{session_id}/receipts", response_model=ReceiptAck)
+async def session_receipts_route(
+    session_id: SessionIdPath,
+    claims: ViewerClaims,
+    body: ReceiptBatch,
+    ctx: Context,
+    session: Session,
+) -> ReceiptAck:
+    """Report which source delivered which segment: bytes, time to first byte, outcome.
+
+    Idempotent: a batch id already stored for this session is answered again with
+    ``duplicate``, so resend freely after a network fault. A ``mismatch`` takes the node out of
+    routing for every viewer for ``STREAMR_VIEWER_FLAG_S``; errors and stalls move this session
+    away from it. Only with the session's own token; at most 120 batches a minute.
+    """
+    await throttle_session_calls(ctx, claims.session_id, "receipts")
+    return await record_receipts(session, claims, body)

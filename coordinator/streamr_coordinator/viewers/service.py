@@ -1,4 +1,5 @@
-"""Opening a viewer session: a signed token, and the sources to fetch the stream from."""
+"""Viewer sessions: opening one (a signed token and the sources to fetch the stream from), and
+the sources again as they change while the viewer watches."""
 
 from __future__ import annotations
 
@@ -8,17 +9,29 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from streamr_protocol.viewer_sessions import SessionClaims, ViewerSession, encode_session_token
+from streamr_protocol.viewer_sessions import (
+    SessionClaims,
+    SessionSources,
+    Source,
+    ViewerSession,
+    encode_session_token,
+)
 
 from ..context import AppContext
 from ..database import utcnow
-from ..errors import Conflict, TooManyRequests
+from ..errors import Conflict, NotFound, TooManyRequests
 from ..nodes.relays import relay_candidates
 from ..streams.lifecycle import on_air
 from ..streams.models import Stream
 from ..streams.service import playlist_path
 from .models import ViewerSession as ViewerSessionRow
-from .routing import order_sources
+from .routing import SessionView, order_sources
+from .signals import avoided_by, node_signals
+
+# How often the watch page asks for its sources again: one segment duration, so the viewers of
+# a node that leaves are moved within one segment (the page also moves at once on an error).
+SOURCES_REFRESH_S = 2.0
+SESSION_CALLS_PER_MINUTE = 120  # per session and route
 
 log = logging.getLogger("streamr.viewers")
 
@@ -29,6 +42,17 @@ async def throttle_sessions(ctx: AppContext, client: str) -> None:
         raise TooManyRequests(
             f"More than {limit} viewer sessions a minute from this address; wait a minute. "
             "A player needs one session per watch, not one per request.",
+            headers={"Retry-After": "60"},
+        )
+
+
+async def throttle_session_calls(ctx: AppContext, session_id: str, route: str) -> None:
+    """A page asks for its sources every 2 s and sends receipts every 5 s: far below this."""
+    limit = SESSION_CALLS_PER_MINUTE
+    if await ctx.attempts.hit(f"viewer-{route}:{session_id}", 60) > limit:
+        raise TooManyRequests(
+            f"More than {limit} {route} requests a minute for this viewer session; wait a "
+            "minute. The watch page needs one every few seconds.",
             headers={"Retry-After": "60"},
         )
 
@@ -44,7 +68,10 @@ async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -
     expires_at = datetime.fromtimestamp(
         int(utcnow().timestamp() + ctx.settings.viewer_session_ttl_s), UTC
     )
-    row = ViewerSessionRow(stream_id=stream.id, expires_at=expires_at)
+    # A new session has no history: routed before the row is written, which keeps SQLite's
+    # write lock short.
+    sources = await _ordered_sources(ctx, session, stream, SessionView())
+    row = ViewerSessionRow(stream_id=stream.id, expires_at=expires_at, node_id=sources[0].node_id)
     session.add(row)
     await session.commit()
     claims = SessionClaims(
@@ -53,8 +80,6 @@ async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -
         expires_at=int(expires_at.timestamp()),
         key_id=ctx.signer.key_id,
     )
-    candidates = await relay_candidates(session, ctx.presence, stream.id)
-    sources = order_sources(candidates, ctx.settings.origin_url)
     log.info(
         "viewer session opened",
         extra={"stream": stream.name, "session_id": row.id, "node_sources": len(sources) - 1},
@@ -65,6 +90,41 @@ async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -
         token=encode_session_token(claims, ctx.signer.sign_bytes),
         expires_at=expires_at,
         playlist_path=playlist_path(stream.name),
+        sources=sources,
+    )
+
+
+async def _ordered_sources(
+    ctx: AppContext, session: AsyncSession, stream: Stream, view: SessionView
+) -> list[Source]:
+    candidates = await relay_candidates(session, ctx.presence, stream.id)
+    signals = await node_signals(session, stream.id, utcnow(), ctx.settings.viewer_flag_s)
+    return order_sources(candidates, ctx.settings.origin_url, signals=signals, session=view)
+
+
+async def session_sources(
+    ctx: AppContext, session: AsyncSession, claims: SessionClaims
+) -> SessionSources:
+    row = await session.get(ViewerSessionRow, claims.session_id)
+    stream = await session.get(Stream, row.stream_id) if row is not None else None
+    if row is None or stream is None:
+        raise NotFound(
+            "This viewer session no longer exists (its stream was deleted, or it expired long "
+            "ago); open a new session with POST /api/v1/streams/{name}/sessions."
+        )
+    view = SessionView(
+        sticky_node_id=row.node_id, avoid=await avoided_by(session, row.id, utcnow())
+    )
+    sources = await _ordered_sources(ctx, session, stream, view)
+    if sources[0].node_id != row.node_id:  # the node the session sticks to from now on
+        row.node_id = sources[0].node_id
+        await session.commit()
+    return SessionSources(
+        session_id=row.id,
+        stream=stream.name,
+        status=stream.status,
+        on_air=on_air(stream.status),
+        refresh_s=SOURCES_REFRESH_S,
         sources=sources,
     )
 
