@@ -30,6 +30,7 @@ MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
 HEAD_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 30.0
+SMALL_BODY = 16 * 1024  # sent with the head in one write; larger bodies are not copied
 
 REASONS = {
     200: "OK",
@@ -415,9 +416,13 @@ class _Connection(asyncio.Protocol):
         counts = self.server.responses_by_status
         counts[response.status] = counts.get(response.status, 0) + 1
         head_only = request is not None and request.method == "HEAD"
-        transport.write(self.server.head(response, keep_alive))
-        if response.body and not head_only:
-            transport.write(response.body)
+        head = self.server.head(response, keep_alive)
+        body = b"" if head_only else response.body
+        if len(body) <= SMALL_BODY:
+            transport.write(head + body)  # one send() for a playlist or an error, not two
+        else:
+            transport.write(head)
+            transport.write(body)
         self.last_active = time.monotonic()
         self._delivered = None if head_only else response.on_delivered
         self._close_after = not keep_alive
