@@ -61,7 +61,6 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from streamr_ingest.playlist import PlaylistError, parse
 from streamr_ingest.testcard import KEYFRAME_INTERVAL_S, ffmpeg_command
 from streamr_protocol.attestation import (
     AttestationError,
@@ -70,6 +69,7 @@ from streamr_protocol.attestation import (
     public_key_from,
     verify_segment,
 )
+from streamr_protocol.playlist import PlaylistError, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))

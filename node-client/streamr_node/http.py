@@ -231,8 +231,7 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # any loop's stream transport
         # With both limits at zero, pause_writing/resume_writing tell exactly when the kernel
         # has taken every byte of a response: the moment it counts as delivered.
         transport.set_write_buffer_limits(high=0, low=0)

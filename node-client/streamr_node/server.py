@@ -30,6 +30,7 @@ CONTENT_TYPES = {
     ".aac": "audio/aac",
 }
 SESSION_HEADER = HEADER.lower()
+MAX_TRACKED_VIEWERS = 10_000
 
 # On every response (errors too), so that a browser page can read why a request failed.
 CORS_HEADERS = [
@@ -166,7 +167,8 @@ class NodeApp:
         size = len(segment.data)
         span = _byte_range(request.headers.get("range"), size)
         if span is None:
-            body: bytes | memoryview = segment.data
+            # A view, not bytes: a send that the kernel takes only in part is not copied again.
+            body: bytes | memoryview = memoryview(segment.data)
             status = 200
         else:
             start, end = span
@@ -202,6 +204,8 @@ class NodeApp:
                 403, f"the viewer session token is not valid here ({exc}); open a new session"
             ) from None
         self.viewers_seen[session_id] = time.monotonic()
+        if len(self.viewers_seen) > MAX_TRACKED_VIEWERS:
+            self.active_viewers()  # forget viewers gone quiet, so the map stays bounded
         return session_id
 
     def active_viewers(self, within_s: float = 30.0) -> int:
