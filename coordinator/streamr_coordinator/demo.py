@@ -136,12 +136,23 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _watch(process: subprocess.Popen[Any], what: str, stopping: threading.Event) -> None:
-    """Stop the demo if a child it depends on dies."""
+def _watch(
+    process: subprocess.Popen[Any], what: str, stopping: threading.Event, essential: bool
+) -> None:
+    """Stop the demo if a child it depends on dies. A friend node is not one: friends' nodes
+    come and go, and viewers move to the others, which is what the demo is there to show."""
     status = process.wait()
-    if not stopping.is_set():
+    if stopping.is_set():
+        return
+    if essential:
         print(f"streamr demo: {what} exited with status {status}; stopping", file=sys.stderr)
         os.kill(os.getpid(), signal.SIGTERM)
+    else:
+        print(
+            f"streamr demo: friend {what} exited with status {status}; the others carry on",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _wait_for_ingest(ingest: subprocess.Popen[Any], rtmp_url: str, timeout_s: float = 60) -> None:
@@ -330,7 +341,10 @@ def run_demo(
         port = node_port + number if node_port else 0
         children.append((_start_node(node_dir, port, env, die_with_parent), node_dir.name))
     for process, what in children:
-        threading.Thread(target=_watch, args=(process, what, stopping), daemon=True).start()
+        essential = not what.startswith("node-")
+        threading.Thread(
+            target=_watch, args=(process, what, stopping, essential), daemon=True
+        ).start()
     if ingest:
         threading.Thread(
             target=_print_summaries, args=(settings, base, demo.name, stopping), daemon=True

@@ -96,6 +96,7 @@ class Puller:
         self._parent_failures = 0
         self._stream_live = True
         self._next_parent_msn = 0
+        self._last_new_at = time.monotonic()
 
     # ------------------------------------------------------------------ control
 
@@ -110,8 +111,6 @@ class Puller:
             self._next_parent_msn = 0  # another parent numbers its playlist its own way
         self.upstream, self.origin = upstream, origin
         self._stream_live = live
-        if not live:
-            self.window.end()
 
     @property
     def current(self) -> Upstream:
@@ -201,8 +200,15 @@ class Puller:
                 self._last_signed = entry.sequence
                 self._remember_taken(segment.uri)
                 self._record_timing(segment.uri, entry)
+        if new:
+            self._last_new_at = now
         finished = playlist.ended and all(s.uri in self._taken for s in playlist.segments)
-        if finished or (not self._stream_live and not new):
+        # The coordinator's word that the stream is off the air ends the playlist only once
+        # segments have stopped coming too: its state may lag the origin by a refresh, and a
+        # stream that is just starting must not have its window restarted at every segment.
+        quiet_s = max(3 * self.window.target_duration_s, 6)
+        gone_quiet = not self._stream_live and now - self._last_new_at > quiet_s
+        if finished or gone_quiet:
             self.window.end()
         return bool(new)
 

@@ -216,3 +216,17 @@ def test_a_segment_waits_for_its_signature_and_is_never_served_unsigned(world):
     assert served(world, "1.ts") is None
     world.index.entries.append(world.origin.signer.entry(1, "1.ts", data))
     _wait(lambda: served(world, "1.ts") == data)
+
+
+def test_segments_that_keep_coming_while_the_coordinator_says_offline_are_kept(world):
+    # A node started just before the stream went live is told "not live" until its next
+    # assignment; the segments it sees meanwhile must build one window, not restart it.
+    world.origin.call(
+        lambda: world.puller.assign(world.puller.upstream, world.puller.origin, live=False)
+    )
+    for n in range(1, 4):
+        world.publish(n)
+        _wait(lambda n=n: served(world, f"{n}.ts") is not None)
+        time.sleep(0.3)
+    assert [s.name for s in world.window.listed] == ["1.ts", "2.ts", "3.ts"]
+    assert not world.window.ended
