@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, event, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -91,3 +92,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         yield session
+
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+async def insert_once(session: AsyncSession, row: RowT, *same: ColumnElement[bool]) -> RowT | None:
+    """Insert ``row`` unless a row matching ``same`` (its unique key) exists: None when inserted,
+    else that first row. The unique constraint decides, so concurrent senders count once."""
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        first = await session.scalar(select(type(row)).where(*same))
+        if first is None:
+            raise  # not a duplicate (a parent row was deleted meanwhile): the usual 409
+        return first
+    return None

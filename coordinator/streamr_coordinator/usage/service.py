@@ -15,12 +15,11 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import ColumnElement, case, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamr_protocol.usage import UsageAck, UsageReport
 
-from ..database import utcnow
+from ..database import insert_once, utcnow
 from ..errors import AppError, NotFound
 from ..nodes.auth import NodeIdentity
 from ..nodes.models import Node
@@ -116,19 +115,13 @@ async def record_report(
         unattributed_bytes=report.unattributed_bytes,
         unattributed_requests=report.unattributed_requests,
     )
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        first = await session.scalar(
-            select(UsageReportRow).where(
-                UsageReportRow.node_id == identity.node_id,
-                UsageReportRow.report_id == report.report_id,
-            )
-        )
-        if first is None:
-            raise  # not a duplicate (the node was deleted meanwhile): the usual 409
+    first = await insert_once(
+        session,
+        row,
+        UsageReportRow.node_id == identity.node_id,
+        UsageReportRow.report_id == report.report_id,
+    )
+    if first is not None:
         return _ack(first, duplicate=True)
 
     session.add_all(

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamr_protocol.receipts import ReceiptAck, ReceiptBatch
 from streamr_protocol.viewer_sessions import SessionClaims
 
-from ..database import utcnow
+from ..database import insert_once, utcnow
 from ..errors import AppError, NotFound
 from ..nodes.models import Node
 from .models import Receipt, ViewerSession
@@ -59,19 +58,13 @@ async def record_receipts(
     row = ReceiptBatchRow(
         session_id=viewer.id, batch_id=batch.batch_id, received_at=now, receipts=len(batch.receipts)
     )
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        first = await session.scalar(
-            select(ReceiptBatchRow).where(
-                ReceiptBatchRow.session_id == claims.session_id,
-                ReceiptBatchRow.batch_id == batch.batch_id,
-            )
-        )
-        if first is None:
-            raise  # not a duplicate (the session was deleted meanwhile): the usual 409
+    first = await insert_once(
+        session,
+        row,
+        ReceiptBatchRow.session_id == claims.session_id,
+        ReceiptBatchRow.batch_id == batch.batch_id,
+    )
+    if first is not None:
         return ReceiptAck(batch_id=batch.batch_id, duplicate=True, receipts=first.receipts)
 
     session.add_all(
