@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         "US dollar (20000 = $0.02); the dashboards' 'money saved' by friend nodes",
     )
 
+    # --- worker jobs (jobs/) ---
+
+    # --- verification: probes, reconciliation, trust (verification/) ---
+
+    # --- economics and payouts (payouts/) ---
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -1,0 +1,1 @@
+"""Worker jobs: each periodic job holds a lease, so any number of workers share them safely."""

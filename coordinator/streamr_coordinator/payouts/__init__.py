@@ -1,0 +1,1 @@
+"""Payouts: economics, the double-entry ledger, stream budgets and payout cycles."""

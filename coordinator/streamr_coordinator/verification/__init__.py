@@ -1,0 +1,1 @@
+"""Verification: probes, reconciliation of claims against receipts, and trust."""
