@@ -21,6 +21,7 @@ from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMR_NODE = str(ROOT / ".venv/bin/streamr-node")
+PYTHON = str(ROOT / ".venv/bin/python")
 PASSWORD = "friend's long passphrase"
 
 
@@ -40,6 +41,8 @@ class NodeProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
+    # ``python -m tests.cheating_node STRATEGY`` runs a dishonest node instead of streamr-node.
+    cheat: str | None = None
 
     @property
     def url(self) -> str:
@@ -60,8 +63,12 @@ class NodeProcess:
 
     def start(self) -> None:
         with self.log_path.open("a") as log:
+            program = [STREAMR_NODE]
+            if self.cheat is not None:
+                program = [PYTHON, "-m", "tests.cheating_node", self.cheat]
             self.process = subprocess.Popen(
-                [STREAMR_NODE, "run", "--log-format", "json"],
+                [*program, "run", "--log-format", "json"],
+                cwd=ROOT,
                 env=self.env,
                 stdout=log,
                 stderr=log,
@@ -136,9 +143,15 @@ def join(
 
 @contextmanager
 def run_node(
-    coordinator_url: str, code: str, workdir: Path, name: str, **settings: object
+    coordinator_url: str,
+    code: str,
+    workdir: Path,
+    name: str,
+    cheat: str | None = None,
+    **settings: object,
 ) -> Iterator[NodeProcess]:
     node = join(coordinator_url, code, workdir, name, **settings)
+    node.cheat = cheat
     node.start()
     try:
         yield node
