@@ -334,13 +334,18 @@ def test_a_node_that_alters_segments_is_never_played_and_is_flagged(stack, brows
             assert {r["outcome"] for r in about_tamperer} == {"mismatch"}, about_tamperer
             assert any(r["node_id"] == honest.node_id and r["outcome"] == "ok" for r in stored)
 
-            # Flagged: still present and reachable, but no viewer is sent to it any more.
+            # The mismatch receipt made the coordinator probe the node at once; the probe got
+            # altered bytes too, so the node is flagged: still present and reachable, but no
+            # viewer is sent to it any more.
             nodes = httpx.get(f"{stack.coordinator.url}/api/v1/streams/{stream}/nodes").json()
             assert nodes["online"] == 2
-            assert routed_nodes(stack, stream) == [honest.node_id, None]
+            wait_until(
+                lambda: routed_nodes(stack, stream) == [honest.node_id, None],
+                "the probe confirms the mismatch and the node leaves routing",
+            )
             flagged = log_events(
                 stack.coordinator.log(),
-                "viewer received segments that failed verification; nodes flagged",
+                "viewer received segments that failed verification; nodes probed",
             )
             assert any(tamperer.node_id in event["node_ids"] for event in flagged), flagged
         finally:

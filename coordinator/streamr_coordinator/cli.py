@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import re
@@ -79,42 +78,57 @@ def cmd_coordinator(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_worker(_args: argparse.Namespace) -> None:
-    """Housekeeping (timers, pruning) as a process of its own, for production.
+def cmd_worker(args: argparse.Namespace) -> None:
+    """The worker's jobs (jobs/catalog.py) as a process of its own, for production.
 
-    The coordinator replicas then run with STREAMR_RUN_BACKGROUND_JOBS=false. Each job is
-    idempotent, so a second worker (or a replica that still runs the jobs) does no harm.
+    Any number of workers may run: each job holds a lease, so a job never runs twice at once,
+    and the coordinator replicas then run with STREAMR_RUN_BACKGROUND_JOBS=false.
     """
+    from .jobs.catalog import CATALOG
+    from .jobs.runner import select_jobs
     from .logs import configure_logging
 
     settings = _settings()
+    try:
+        jobs = select_jobs(CATALOG, args.jobs if args.jobs is not None else settings.worker_jobs)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     configure_logging(settings.log_level)
     print(json.dumps({"worker": settings.describe()}, indent=2), file=sys.stderr)
-    asyncio.run(_run_worker())
+    failed = asyncio.run(_run_worker(jobs, once=args.once))
+    if failed:
+        raise CliError(f"job(s) failed: {', '.join(failed)} (see the log above)")
 
 
-async def _run_worker() -> None:
+async def _run_worker(jobs: list[Any], once: bool) -> list[str]:
+    """Runs until SIGTERM/SIGINT (or each job once); returns the jobs whose run failed."""
     import logging
     import signal
 
-    from . import background
+    from .jobs.runner import Worker
 
     log = logging.getLogger("streamr.worker")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    failed: list[str] = []
 
     async def work(ctx: Any) -> None:
-        jobs = asyncio.create_task(background.run_forever(ctx, first_now=True))
-        log.info("worker ready", extra={"interval_s": ctx.settings.background_interval_s})
-        await stop.wait()
-        jobs.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await jobs
-        log.info("worker stopped")
+        worker = Worker(ctx, jobs)
+        if once:
+            for name, result in (await worker.run_once()).items():
+                outcome = "held by another worker" if result is None else result.outcome
+                error = f" ({result.error})" if result is not None and result.error else ""
+                print(f"{name}: {outcome}{error}")
+                if result is not None and result.outcome != "ok":
+                    failed.append(name)
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, worker.stop)
+        log.info("worker ready", extra={"holder": worker.holder, "jobs": [j.name for j in jobs]})
+        await worker.run_forever(first_now=True)
+        log.info("worker stopped", extra={"holder": worker.holder})
 
     await _with_context(work)
+    return failed
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -386,8 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "worker",
-        help="run the housekeeping jobs (timers, pruning) on their own; coordinator replicas "
-        "then run with STREAMR_RUN_BACKGROUND_JOBS=false",
+        help="run the worker's jobs (presence, node stats, probes, reconciliation, payouts, "
+        "timers, retention) until stopped; coordinator replicas then run with "
+        "STREAMR_RUN_BACKGROUND_JOBS=false",
+    )
+    p.add_argument("--once", action="store_true", help="run each job once, then exit")
+    p.add_argument(
+        "--jobs",
+        default=None,
+        metavar="A,B",
+        help="only these jobs (comma-separated; default STREAMR_WORKER_JOBS, else all)",
     )
     p.set_defaults(func=cmd_worker)
 

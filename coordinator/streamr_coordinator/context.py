@@ -19,6 +19,7 @@ from .nodes.last_seen import LastSeenRecorder
 from .nodes.presence import InProcessPresence, PresenceStore, RedisPresence
 from .ratelimit import AttemptCounter, InProcessAttemptCounter, RedisAttemptCounter
 from .settings import Settings
+from .verification.networks import NetworkHasher, load_network_key
 
 
 @dataclass
@@ -33,6 +34,7 @@ class AppContext:
     last_seen: LastSeenRecorder
     signer: SegmentSigner
     ingest_secret: str
+    networks: NetworkHasher  # viewer/node network hashes (verification/networks.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -63,10 +65,15 @@ class AppContext:
             ingest_secret=load_ingest_secret(
                 settings.data_dir, secret_value(settings.ingest_secret)
             ),
+            networks=NetworkHasher(
+                load_network_key(settings.data_dir, secret_value(settings.network_hash_key)),
+                sessions,
+            ),
         )
 
     async def close(self) -> None:
         await self.last_seen.drain()
+        await self.networks.drain()
         await self.presence.close()
         await self.engine.dispose()
 

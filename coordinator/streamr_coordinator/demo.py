@@ -1,6 +1,6 @@
 """``streamr demo``: the whole local network on one machine, on the embedded defaults.
 
-It runs the coordinator (in this process, with its housekeeping jobs), the ingest (nginx-rtmp,
+It runs the coordinator (in this process, with the worker's jobs), the ingest (nginx-rtmp,
 origin watcher, reconciler) as a child process sharing the data directory, friend nodes
 (``streamr-node run``, three by default) relaying the demo stream, and, unless told not to, an
 ffmpeg test card publishing to the demo stream so that there is live video to look at straight
@@ -177,6 +177,13 @@ def demo_settings(settings: Settings) -> Settings:
     update: dict[str, Any] = {}
     if "allow_private_node_urls" not in chosen:
         update["allow_private_node_urls"] = True
+    # The worker's jobs (presence, node stats, probes, reconciliation, payouts, timers,
+    # retention) run inside the demo's coordinator: one process, in-process presence.
+    update["run_background_jobs"] = True
+    if "stats_interval_s" not in chosen:
+        update["stats_interval_s"] = 15.0
+    if "rollup_interval_s" not in chosen:
+        update["rollup_interval_s"] = 60.0
     if "origin_url" not in chosen:
         port = os.environ.get("STREAMR_INGEST_HTTP_PORT", "8080")
         update["origin_url"] = f"http://127.0.0.1:{port}"
@@ -356,6 +363,7 @@ def run_demo(
         f"  dashboards:    {base}/ (live streams), {base}/dashboard/streamer, "
         f"{base}/dashboard/friend",
         f"  API docs:      {base}/docs",
+        f"  worker jobs:   in this process; runs at {base}/api/v1/admin/jobs (admins)",
     ]
     if ingest:
         lines += [

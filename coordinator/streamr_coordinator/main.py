@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from streamr_protocol.nodes import Heartbeat
 
-from . import __version__, background
+from . import __version__
 from .accounts.routes import router as accounts_router
 from .apidocs import install_api_docs
 from .attestation.routes import router as attestation_router
@@ -21,13 +21,18 @@ from .errors import install_error_handlers
 from .health import router as health_router
 from .ingest.routes import router as ingest_router
 from .invites.routes import router as invites_router
+from .jobs.catalog import CATALOG
+from .jobs.routes import router as jobs_router
+from .jobs.runner import Worker, select_jobs
 from .middleware import RequestContextMiddleware
 from .migrations.runner import upgrade_to_head
 from .nodes.routes import router as nodes_router
+from .payouts.routes import router as payouts_router
 from .routing import publish_schemas
 from .settings import Settings
 from .streams.routes import router as streams_router
 from .usage.routes import router as usage_router
+from .verification.routes import router as verification_router
 from .viewers.page import install_watch_page
 from .viewers.routes import router as viewers_router
 
@@ -44,19 +49,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await upgrade_to_head(settings.sqlalchemy_url)
         ctx = AppContext.from_settings(settings)
         app.state.ctx = ctx
-        housekeeping = (
-            asyncio.create_task(background.run_forever(ctx))
+        # One-machine mode: the worker's jobs run here (their leases keep them single even
+        # beside `streamr worker` processes or other replicas that run them too).
+        worker = (
+            Worker(ctx, select_jobs(CATALOG, settings.worker_jobs))
             if settings.run_background_jobs
             else None
         )
+        jobs = asyncio.create_task(worker.run_forever(first_now=False)) if worker else None
         log.info(
             "coordinator ready", extra={"settings": settings.describe(), "version": __version__}
         )
         try:
             yield
         finally:
-            if housekeeping is not None:
-                housekeeping.cancel()
+            if worker is not None and jobs is not None:
+                worker.stop()
+                await asyncio.gather(jobs, return_exceptions=True)
             await ctx.close()
 
     app = FastAPI(
@@ -86,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ingest_router,
         viewers_router,
         usage_router,
+        verification_router,
+        payouts_router,
+        jobs_router,
     ):
         app.include_router(router)
     install_dashboards(app, settings)  # after the API routers, so API paths are tried first

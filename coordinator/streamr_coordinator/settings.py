@@ -69,9 +69,10 @@ class Settings(BaseSettings):
         default=30 * 86_400, gt=0, description="STALE this long becomes ARCHIVED"
     )
     run_background_jobs: bool = Field(
-        default=True, description="Run timers and pruning in this process (one-machine mode)"
+        default=True,
+        description="Run the worker's jobs in this process (one-machine mode); false on "
+        "replicas when `streamr worker` processes run them",
     )
-    background_interval_s: float = Field(default=30, gt=0)
 
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     presence_ttl_s: float = Field(default=15.0, gt=0, le=3600)
@@ -121,10 +122,135 @@ class Settings(BaseSettings):
     )
 
     # --- worker jobs (jobs/) ---
+    worker_jobs: str | None = Field(
+        default=None,
+        description="Comma-separated job names this process runs (`streamr worker --jobs` "
+        "overrides); unset means every job of the catalog",
+    )
+    worker_stop_grace_s: float = Field(
+        default=10, ge=0, le=600, description="How long a stopping worker lets a running job end"
+    )
+    presence_reaper_interval_s: float = Field(
+        default=15, gt=0, le=3600, description="How often nodes that stopped beating are recorded"
+    )
+    stats_interval_s: float = Field(
+        default=60, gt=0, le=86_400, description="How often each online node's /stats is fetched"
+    )
+    stats_timeout_s: float = Field(default=3, gt=0, le=60, description="Per /stats fetch")
+    stats_concurrency: int = Field(default=16, ge=1, le=1000, description="/stats fetches at once")
+    stream_timers_interval_s: float = Field(
+        default=30, gt=0, le=86_400, description="How often OFFLINE/STALE streams are aged"
+    )
+    rollup_interval_s: float = Field(
+        default=300, gt=0, le=86_400, description="How often the hourly usage roll-ups are updated"
+    )
+    rollup_lookback_s: float = Field(
+        default=3 * 3600,
+        ge=3600,
+        le=7 * 86_400,
+        description="How far back each roll-up recomputes hours (late reports and receipts)",
+    )
+    retention_interval_s: float = Field(
+        default=600, gt=0, le=86_400, description="How often old records are pruned"
+    )
+    usage_retention_s: float = Field(
+        default=35 * 86_400,
+        ge=86_400,
+        description="How long usage reports and viewer receipts are kept (hourly roll-ups stay)",
+    )
+    node_stats_retention_s: float = Field(
+        default=2 * 86_400, ge=3600, description="How long /stats snapshots of nodes are kept"
+    )
+    job_run_retention_s: float = Field(
+        default=7 * 86_400, ge=3600, description="How long records of job runs are kept"
+    )
+    job_runs_kept: int = Field(
+        default=1000, ge=10, le=1_000_000, description="Job runs kept per job, at most"
+    )
 
     # --- verification: probes, reconciliation, trust (verification/) ---
+    network_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the viewer/node network hashes (HMAC of the /24 or /48; no address "
+        "is stored); unset means <data_dir>/network-hash-key",
+    )
+    probe_interval_s: float = Field(
+        default=120,
+        gt=0,
+        le=86_400,
+        description="Mean time between two probes of one node; the times are random "
+        "(exponential), so a node cannot predict them",
+    )
+    probe_segments: int = Field(
+        default=4,
+        ge=1,
+        le=30,
+        description="Segments one probe session fetches in a row, like a viewer that watches a "
+        "little while",
+    )
+    probe_concurrency: int = Field(default=8, ge=1, le=1000, description="Probes at once")
+    targeted_probes_per_minute: int = Field(
+        default=2,
+        ge=0,
+        le=60,
+        description="Probes of one node that viewers' mismatch receipts may trigger per minute",
+    )
+    reconcile_interval_s: int = Field(
+        default=60, ge=10, le=3600, description="Length of a reconciliation interval (UTC-aligned)"
+    )
+    reconcile_grace_s: float = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long after an interval ends it is reconciled (late reports, receipts)",
+    )
+    verification_jobs_interval_s: float = Field(
+        default=15,
+        gt=0,
+        le=3600,
+        description="How often the reconciliation, trust and accrual jobs look for new work",
+    )
+    trust_vetting_min_probes: int = Field(
+        default=10, ge=0, description="Passed probes before a new node leaves vetting"
+    )
+    trust_vetting_min_s: float = Field(
+        default=3600, ge=0, description="Time since first seen before a node leaves vetting"
+    )
+    trust_warning_grace_s: float = Field(
+        default=3600, ge=0, description="Time between a trust warning and any penalty"
+    )
+    trust_half_life_s: float = Field(
+        default=3 * 86_400, gt=0, description="Half-life of trust evidence (decay to the prior)"
+    )
 
     # --- economics and payouts (payouts/) ---
+    # The operator's terms until the first version is set through the admin API (then the
+    # latest version in the database wins). Bounds are those of payouts.economics.LIMITS.
+    rate_micro_usd_per_gb: int = Field(
+        default=50_000,
+        ge=0,
+        le=10_000_000,
+        description="Friends' pay per GB (10^9 bytes) of verified delivery, in micro-USD "
+        "(50000 = $0.05), before the platform fee",
+    )
+    platform_fee_bps: int = Field(
+        default=1_000, ge=0, le=10_000, description="Platform fee in basis points (1000 = 10 %)"
+    )
+    minimum_payout_micro_usd: int = Field(
+        default=1_000_000,
+        ge=0,
+        le=1_000_000_000,
+        description="Smaller balances carry over to the next payout period (1000000 = $1)",
+    )
+    vetting_pay_bps: int = Field(
+        default=5_000, ge=0, le=10_000, description="Pay of a node in vetting (5000 = half)"
+    )
+    payout_period_s: int = Field(
+        default=86_400,
+        ge=60,
+        le=366 * 86_400,
+        description="Length of a payout period, aligned to the Unix epoch (86400 = UTC days)",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -212,6 +212,18 @@ def check_usage(s: Scenario, principal: str, body: dict[str, Any]) -> None:
     assert body["node_id"] == s.node.id and body["reports"] == 0
 
 
+def check_standing(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["node_id"] == s.node.id and body["level"] == "vetting" and body["message"]
+
+
+def check_trust(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["node_id"] == s.node.id and body["standing"]["level"] == "vetting"
+
+
+def check_trust_overview(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert s.node.id in {n["node_id"] for n in body["nodes"]}
+
+
 def check_reachability(s: Scenario, principal: str, body: dict[str, Any]) -> None:
     assert body["status"] == "no_public_url" and body["advice"]
 
@@ -286,6 +298,47 @@ def check_friend_dashboard(s: Scenario, principal: str, body: dict[str, Any]) ->
 def check_operator_dashboard(s: Scenario, principal: str, body: dict[str, Any]) -> None:
     assert s.stream in {x["name"] for x in body["streams"]}
     assert s.node.id in {n["id"] for n in body["nodes"]}
+
+
+def check_admin_jobs(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    from streamr_coordinator.jobs.catalog import CATALOG
+
+    assert {job.name for job in CATALOG} <= {job["name"] for job in body["jobs"]}
+
+
+def check_funding(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["stream"] == s.stream and body["budget"]["balance_micro_usd"] == 1_000
+
+
+def check_budget(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["stream"] == s.stream and body["state"] == "exhausted"  # never funded
+
+
+def check_earnings(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["node"]["node_id"] == s.node.id and body["node"]["balance_micro_usd"] == 0
+
+
+def check_friend_statement(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert (s.node.id in {n["node_id"] for n in body["nodes"]}) is (principal == "friend")
+
+
+def check_streamer_statement(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert (s.stream in {b["stream"] for b in body["budgets"]}) is (principal == "owner")
+
+
+def check_operator_statement(s: Scenario, principal: str, body: dict[str, Any]) -> None:
+    assert body["totals"]["ledger_sum_micro_usd"] == 0
+
+
+# The economics the tests run with: an admin's change in the matrix changes nothing.
+_ECONOMICS = {
+    "rate_micro_usd_per_gb": 50_000,
+    "platform_fee_bps": 1_000,
+    "minimum_payout_micro_usd": 1_000_000,
+    "vetting_pay_bps": 5_000,
+    "payout_period_s": 86_400,
+    "note": "authorization matrix",
+}
 
 
 @dataclass(frozen=True)
@@ -368,6 +421,18 @@ ROUTES = [
           body=_usage_report, check=check_usage_ack, mutates=True),
     Route("GET", "/api/v1/nodes/{node_id}/usage", (401, 200, 403, 200, 200, 200),
           check=check_usage),
+    # Verification: a node's standing for the node alone; its trust, probes and reconciliations
+    # for whoever may see the node; every node's, and all discrepancies and probes, for admins.
+    Route("GET", "/api/v1/nodes/{node_id}/standing", (401, 403, 403, 403, 200, 403),
+          check=check_standing),
+    Route("GET", "/api/v1/nodes/{node_id}/trust", (401, 200, 403, 200, 200, 200),
+          check=check_trust),
+    Route("GET", "/api/v1/nodes/{node_id}/probes", (401, 200, 403, 200, 200, 200)),
+    Route("GET", "/api/v1/nodes/{node_id}/reconciliations", (401, 200, 403, 200, 200, 200)),
+    Route("GET", "/api/v1/admin/verification/trust", (401, 403, 403, 403, 403, 200),
+          check=check_trust_overview),
+    Route("GET", "/api/v1/admin/verification/discrepancies", (401, 403, 403, 403, 403, 200)),
+    Route("GET", "/api/v1/admin/verification/probes", (401, 403, 403, 403, 403, 200)),
     # Viewers are anonymous: anyone may open a session of a stream on air.
     Route("POST", "/api/v1/streams/{name}/sessions", (201, 201, 201, 201, 201, 201),
           check=check_session, prepare=go_live),
@@ -401,6 +466,25 @@ ROUTES = [
           check=check_friend_dashboard),
     Route("GET", "/api/v1/dashboards/operator", (401, 403, 403, 403, 403, 200),
           check=check_operator_dashboard),
+    # The worker's jobs (leases, recent runs): admins only.
+    Route("GET", "/api/v1/admin/jobs", (401, 403, 403, 403, 403, 200), check=check_admin_jobs),
+    # Payouts. Operators set the economics; streamers fund their streams' budgets, which
+    # their friends may see; a node's earnings as its usage; statements per party.
+    Route("GET", "/api/v1/admin/economics", (401, 403, 403, 403, 403, 200)),
+    Route("POST", "/api/v1/admin/economics", (401, 403, 403, 403, 403, 201),
+          body=lambda s: _ECONOMICS, mutates=True),
+    Route("POST", "/api/v1/streams/{name}/budget", (401, 201, 403, 403, 403, 201),
+          body=lambda s: {"amount_micro_usd": 1_000}, check=check_funding, mutates=True),
+    Route("GET", "/api/v1/streams/{name}/budget", (401, 200, 403, 200, 403, 200),
+          check=check_budget),
+    Route("GET", "/api/v1/nodes/{node_id}/earnings", (401, 200, 403, 200, 200, 200),
+          check=check_earnings),
+    Route("GET", "/api/v1/statements/friend", (401, 200, 200, 200, 403, 200),
+          check=check_friend_statement),
+    Route("GET", "/api/v1/statements/streamer", (401, 200, 200, 403, 403, 200),
+          check=check_streamer_statement),
+    Route("GET", "/api/v1/statements/operator", (401, 403, 403, 403, 403, 200),
+          check=check_operator_statement),
     # Service.
     Route("GET", "/health", (200, 200, 200, 200, 200, 200)),
     Route("GET", "/version", (200, 200, 200, 200, 200, 200)),

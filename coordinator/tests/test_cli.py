@@ -163,7 +163,7 @@ def _seed_expired_viewer_session(data_dir: Path, stream: str) -> None:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_worker_runs_housekeeping_until_stopped(tmp_path, stop_signal):
+def test_worker_runs_its_jobs_until_stopped(tmp_path, stop_signal):
     admin = run(
         ["admin", "create", "--email", "op@example.com", "--password-stdin"],
         tmp_path,
@@ -177,11 +177,14 @@ def test_worker_runs_housekeeping_until_stopped(tmp_path, stop_signal):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
     environment |= {
         "STREAMR_DATA_DIR": str(tmp_path),
-        "STREAMR_BACKGROUND_INTERVAL_S": "0.2",
+        "STREAMR_RETENTION_INTERVAL_S": "0.2",
         "STREAMR_LOG_LEVEL": "DEBUG",
     }
     worker = subprocess.Popen(
-        [STREAMR, "worker"], env=environment, stderr=subprocess.PIPE, text=True
+        [STREAMR, "worker", "--jobs", "retention,stream_timers"],
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     events: queue.Queue[dict] = queue.Queue()
 
@@ -200,11 +203,12 @@ def test_worker_runs_housekeeping_until_stopped(tmp_path, stop_signal):
         while len(cycles) < 2 and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 event = events.get(timeout=0.5)
-                if event.get("event") == "housekeeping":
+                if event.get("event") == "job run" and event.get("job") == "retention":
                     cycles.append(event)
-        assert len(cycles) == 2, "the worker ran no housekeeping cycles"
-        assert cycles[0]["pruned_viewer_sessions"] == 1, cycles[0]
-        assert cycles[1]["pruned_viewer_sessions"] == 0, "pruning is idempotent"
+        assert len(cycles) == 2, "the worker ran no retention runs"
+        assert cycles[0]["outcome"] == "ok" and cycles[0]["duration_ms"] >= 0, cycles[0]
+        assert cycles[0]["details"]["pruned_viewer_sessions"] == 1, cycles[0]
+        assert cycles[1]["details"]["pruned_viewer_sessions"] == 0, "pruning is idempotent"
         worker.send_signal(stop_signal)
         assert worker.wait(timeout=20) == 0
     finally:
@@ -216,3 +220,26 @@ def test_worker_runs_housekeeping_until_stopped(tmp_path, stop_signal):
     while not events.empty():
         remaining.append(events.get().get("event"))
     assert "worker stopped" in remaining
+
+
+def test_worker_once_runs_each_job_and_exits(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("STREAMR_")}
+    environment["STREAMR_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [STREAMR, "worker", "--once", "--jobs", "stream_timers,retention"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["stream_timers: ok", "retention: ok"]
+    unknown = subprocess.run(
+        [STREAMR, "worker", "--jobs", "retention,nope"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().startswith("streamr: error: unknown job(s) nope; the jobs are:")

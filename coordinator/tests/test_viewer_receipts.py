@@ -300,15 +300,25 @@ def test_sources_answer_with_the_stream_state_and_when_to_ask_again(api, watch):
     assert answer["status"] == "OFFLINE" and answer["on_air"] is False
 
 
-def test_a_mismatch_flags_the_node_for_every_viewer_until_the_penalty_ends(api, watch):
+def test_mismatches_from_two_sessions_flag_the_node_for_every_viewer_until_the_penalty_ends(
+    api, watch
+):
     bad, good = watch.nodes
-    reporter, bystander = api.open_session(watch.stream), api.open_session(watch.stream)
+    reporter, second, bystander = (api.open_session(watch.stream) for _ in range(3))
     stored(api, reporter, batch(receipt(bad, "mismatch")))
+    # One viewer's word is not enough (it could be a lie about a competitor): the reporter
+    # leaves the node, the others keep it while a probe checks it (this node serves nothing
+    # here, so the probe cannot confirm anything).
     assert node_order(sources(api, reporter)) == [good.id, None]
+    assert node_order(sources(api, bystander)) == [bad.id, good.id, None]
+    stored(api, second, batch(receipt(bad, "mismatch")))
     assert node_order(sources(api, bystander)) == [good.id, None]
     assert node_order(api.open_session(watch.stream)) == [good.id, None]
     # Once the penalty is over (STREAMR_VIEWER_FLAG_S), the node is routed to again.
-    age_receipts(api, reporter["session_id"], api.client.app.state.ctx.settings.viewer_flag_s + 1)
+    for session in (reporter, second):
+        age_receipts(
+            api, session["session_id"], api.client.app.state.ctx.settings.viewer_flag_s + 1
+        )
     assert node_order(api.open_session(watch.stream)) == [bad.id, good.id, None]
 
 

@@ -185,7 +185,15 @@ async def _coordinator_view(config: NodeConfig) -> dict[str, Any]:
             usage = await client.usage_totals(config.node_id, token)
         except CoordinatorError:
             usage = None
-    return {"node": node, "usage": usage}
+        try:
+            standing = await client.standing(config.node_id, token)
+        except CoordinatorError:  # a coordinator from before trust existed
+            standing = None
+        try:
+            earnings = await client.earnings(config.node_id, token)
+        except CoordinatorError:  # a coordinator from before payouts existed
+            earnings = None
+    return {"node": node, "usage": usage, "standing": standing, "earnings": earnings}
 
 
 def _megabytes(n: int | None) -> str:
@@ -244,7 +252,44 @@ def cmd_status(args: argparse.Namespace) -> None:
     usage = remote.get("usage")
     if usage:
         print(f"  counted:      {_megabytes(usage.get('counted_bytes'))} (coordinator's count)")
-    print("  earnings:     shown here once payouts are enabled on this coordinator")
+    _print_standing(remote.get("standing"))
+    _print_earnings(remote.get("earnings"))
+
+
+def _print_standing(standing: dict[str, Any] | None) -> None:
+    """Trust and what it means; a warning stands out, with what to do, before any penalty."""
+    if not standing:
+        return
+    level, score = standing.get("level", "?"), standing.get("score")
+    shown = "-" if score is None else f"{score:.0%}"
+    pay = standing.get("pay_bps")
+    pay_text = "" if pay is None else f", earns {pay / 100:g}% of the rate"
+    print(f"  trust:        {shown} ({level}{pay_text})")
+    message = standing.get("message")
+    if message:
+        prefix = "  WARNING:      " if level in ("warned", "penalised") else "                "
+        print(prefix + message)
+
+
+def _print_earnings(earnings: dict[str, Any] | None) -> None:
+    """What the node is owed and was paid (amounts arrive formatted: money is never a float
+    here), and the stream's budget when it is low or spent."""
+    if not earnings:
+        print("  earnings:     not available from this coordinator")
+        return
+    node, terms = earnings["node"], earnings["economics"]
+    paid_out = earnings.get("payouts") or []
+    sent = [p for p in paid_out if p.get("status") == "sent"]
+    print(
+        f"  earnings:     ${node['balance_usd']} owed"
+        + (f", last payout ${sent[0]['amount_usd']}" if sent else "")
+        + f" (rate ${terms['rate_usd_per_gb']}/GB, payouts from ${terms['minimum_payout_usd']})"
+    )
+    if node.get("below_minimum"):
+        print("                below the minimum payout: it carries over to the next period")
+    budget = earnings.get("budget") or {}
+    if budget.get("state") in ("low", "exhausted") and budget.get("message"):
+        print(f"  budget:       {budget['message']}")
 
 
 # ---------------------------------------------------------------- leave

@@ -125,3 +125,11 @@ class CoordinatorClient:
 
     async def usage_totals(self, node_id: str, node_token: str) -> dict[str, Any]:
         return dict(await self._get(f"/api/v1/nodes/{node_id}/usage", node_token))
+
+    async def earnings(self, node_id: str, node_token: str) -> dict[str, Any]:
+        """Balance, earned, paid out, the stream's budget and the terms (GET .../earnings)."""
+        return dict(await self._get(f"/api/v1/nodes/{node_id}/earnings", node_token))
+
+    async def standing(self, node_id: str, node_token: str) -> dict[str, Any]:
+        """Trust, pay factor and any warning for this node (GET .../standing)."""
+        return dict(await self._get(f"/api/v1/nodes/{node_id}/standing", node_token))

@@ -95,3 +95,53 @@ def test_status_of_a_stopped_node_says_how_to_start_it(tmp_path):
     assert "running:      no" in result.stdout and "streamr-node run" in result.stdout
     assert "coordinator:  not reachable" in result.stdout
     assert "snt_secret_value" not in result.stdout + result.stderr
+
+
+def test_status_shows_trust_and_puts_a_warning_first(capsys):
+    from streamr_node.cli import _print_standing
+
+    _print_standing(
+        {"level": "vetting", "score": 0.95, "pay_bps": 5000, "message": "Your node is new."}
+    )
+    good = capsys.readouterr().out
+    assert "trust:        95% (vetting, earns 50% of the rate)" in good
+    assert "Your node is new." in good and "WARNING" not in good
+    _print_standing(
+        {
+            "level": "warned",
+            "score": 0.7,
+            "pay_bps": 10000,
+            "message": "Warning: check its connection.",
+        }
+    )
+    warned = capsys.readouterr().out
+    assert "  WARNING:      Warning: check its connection." in warned
+    _print_standing(None)
+    assert capsys.readouterr().out == ""
+
+
+def test_status_shows_what_the_node_is_owed_and_a_spent_budget(capsys):
+    from streamr_node.cli import _print_earnings
+
+    earnings = {
+        "node": {"balance_usd": "0.054180", "below_minimum": True},
+        "economics": {"rate_usd_per_gb": "0.050000", "minimum_payout_usd": "1.000000"},
+        "payouts": [
+            {"status": "sent", "amount_usd": "1.020400"},
+            {"status": "carried_over", "amount_usd": "0.000000"},
+        ],
+        "budget": {"state": "exhausted", "message": "The stream's budget is used up."},
+    }
+    _print_earnings(earnings)
+    out = capsys.readouterr().out
+    assert (
+        "earnings:     $0.054180 owed, last payout $1.020400 "
+        "(rate $0.050000/GB, payouts from $1.000000)"
+    ) in out
+    assert "carries over to the next period" in out
+    assert "budget:       The stream's budget is used up." in out
+    _print_earnings(earnings | {"budget": {"state": "ok", "message": "Funded."}, "payouts": []})
+    out = capsys.readouterr().out
+    assert "last payout" not in out and "budget:" not in out
+    _print_earnings(None)
+    assert "not available" in capsys.readouterr().out

@@ -36,6 +36,7 @@ from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
 from ..streams.service import get_stream, may_manage
+from ..verification.networks import url_address
 from .assignment import assignment_for
 from .auth import NodeIdentity, lookup_node_token
 from .models import Node
@@ -95,8 +96,14 @@ async def register_route(
     session: Session,
 ) -> NodeCredentials:
     """Attach a node to the stream the invite is for. The node token is shown only once."""
-    await throttle(ctx, "invite", client_address(request))
-    return await register_node(ctx, session, account, body)
+    address = client_address(request)
+    await throttle(ctx, "invite", address)
+    credentials = await register_node(ctx, session, account, body)
+    # Viewer sessions from the node's own networks will not count for it (verification/).
+    public = url_address(str(body.public_url)) if body.public_url else None
+    await ctx.networks.record(session, credentials.node_id, address, public)
+    await session.commit()
+    return credentials
 
 
 async def require_own_node(request: Request, node_id: str, action: str) -> NodeIdentity:
@@ -166,6 +173,11 @@ async def heartbeat_route(node_id: NodeIdPath, request: Request) -> Response:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
         raise RequestValidationError(errors) from None
     ack = await heartbeat(ctx, node, beat)
+    ctx.networks.seen(  # at most one write a minute per network
+        node.node_id,
+        client_address(request),
+        url_address(str(beat.public_url)) if beat.public_url else None,
+    )
     return Response(ack.model_dump_json(), media_type="application/json")
 
 

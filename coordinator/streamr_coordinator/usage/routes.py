@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from streamr_protocol.usage import UsageAck, UsageReport
 
-from ..accounts.auth import Session
+from ..accounts.auth import Context, Session
 from ..accounts.models import Account
+from ..accounts.routes import client_address
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..nodes.auth import NodeIdentity
 from ..nodes.routes import CallingNode, NodeIdPath, account_unless_node, own_node
@@ -24,6 +25,8 @@ router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["usage"]
 async def report_usage_route(
     node: Annotated[NodeIdentity, own_node("send usage reports")],
     body: UsageReport,
+    request: Request,
+    ctx: Context,
     session: Session,
 ) -> UsageAck:
     """Report what the node served in one interval, per viewer session.
@@ -33,7 +36,9 @@ async def report_usage_route(
     for sessions the coordinator did not open for this stream are kept but not counted. Only
     the node itself, with its node token.
     """
-    return await record_report(session, node, body)
+    ack = await record_report(session, node, body)
+    ctx.networks.seen(node.node_id, client_address(request))  # throttled, in the background
+    return ack
 
 
 @router.get("/nodes/{node_id}/usage", response_model=NodeUsage)

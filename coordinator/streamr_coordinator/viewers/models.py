@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import ID, Base, UTCDateTime, new_id, utcnow
@@ -16,6 +25,11 @@ class ViewerSession(Base):
     ``node_id`` is the node the session was last sent to first, which keeps a viewer on its node
     (stickiness) while that node stays healthy. It is a hint, not a reference: a node that is
     gone is simply not among the candidates any more.
+
+    No viewer address is stored: ``client_network`` is a keyed hash of the /24 (IPv4) or /48
+    (IPv6) the session was opened from (verification/networks.py), enough to tell that a viewer
+    shares a network with a node and nothing more. ``is_probe`` marks the prober's sessions; it
+    never leaves the coordinator (the token and every answer are the same as a viewer's).
     """
 
     __tablename__ = "viewer_sessions"
@@ -25,6 +39,10 @@ class ViewerSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     node_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    client_network: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Counted by the sources route up to a cap: 0 means the page never played.
+    sources_polls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    is_probe: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ReceiptBatch(Base):

@@ -88,7 +88,7 @@ async def record_receipts(
     bad = sorted({r.node_id for r in batch.receipts if r.outcome == "mismatch" and r.node_id})
     if bad:
         log.warning(
-            "viewer received segments that failed verification; nodes flagged",
+            "viewer received segments that failed verification; nodes probed",
             extra={"stream": claims.stream, "session_id": viewer.id, "node_ids": bad},
         )
     return ReceiptAck(batch_id=batch.batch_id, duplicate=False, receipts=len(batch.receipts))

@@ -10,6 +10,7 @@ from ..accounts.routes import client_address
 from ..routing import DocumentedRoute
 from ..streams.routes import StreamName
 from ..streams.service import get_stream
+from ..verification.prober import request_targeted_probe
 from .auth import SessionIdPath, ViewerClaims
 from .receipts import record_receipts
 from .service import open_session, session_sources, throttle_session_calls, throttle_sessions
@@ -25,11 +26,13 @@ async def open_session_route(
 
     Anonymous. Present the token to every source (``?session=`` or ``X-Streamr-Session``); it
     verifies with the key at ``/api/v1/attestation/key``. Only while the stream is LIVE or
-    TESTING; sessions per client address are rate-limited.
+    TESTING; sessions per client address are rate-limited. The address itself is not stored,
+    only a keyed hash of its /24 (or /48) network.
     """
-    await throttle_sessions(ctx, client_address(request))
+    address = client_address(request)
+    await throttle_sessions(ctx, address)
     stream = await get_stream(session, name)
-    return await open_session(ctx, session, stream)
+    return await open_session(ctx, session, stream, client_network=ctx.networks.hash(address))
 
 
 @router.get("/sessions/{session_id}/sources", response_model=SessionSources)
@@ -58,9 +61,17 @@ async def session_receipts_route(
     """Report which source delivered which segment: bytes, time to first byte, outcome.
 
     Idempotent: a batch id already stored for this session is answered again with
-    ``duplicate``, so resend freely after a network fault. A ``mismatch`` takes the node out of
-    routing for every viewer for ``STREAMR_VIEWER_FLAG_S``; errors and stalls move this session
-    away from it. Only with the session's own token; at most 120 batches a minute.
+    ``duplicate``, so resend freely after a network fault. A ``mismatch`` moves this session
+    away from the node and has the coordinator probe the node at once; the node leaves routing
+    for every viewer (``STREAMR_VIEWER_FLAG_S``) when the probe confirms it or viewers of two
+    sessions report mismatches. Errors and stalls move this session away from it. Only with the
+    session's own token; at most 120 batches a minute.
     """
     await throttle_session_calls(ctx, claims.session_id, "receipts")
-    return await record_receipts(session, claims, body)
+    ack = await record_receipts(session, claims, body)
+    if not ack.duplicate:
+        for node_id in sorted(
+            {r.node_id for r in body.receipts if r.outcome == "mismatch" and r.node_id}
+        ):
+            await request_targeted_probe(ctx, node_id)
+    return ack

@@ -6,9 +6,10 @@ viewers' receipts say about them (``NodeSignals``) and what this session went th
 
 The rules, in order:
 
-1. Never a node that is full (egress at or over its cap), flagged (a viewer's receipt showed a
-   segment from it that did not match its signature, or several viewers could not get segments
-   from it), or one this session itself failed with lately.
+1. Never a node that is full (egress at or over its cap), flagged (a probe, or viewers of
+   several sessions, got a segment from it that did not match its signature, or several viewers
+   could not get segments from it), penalised (trust weight 0), or one this session itself
+   failed with lately.
 2. The node the session was sent to before comes first while it stays eligible: a viewer is
    not moved for a slightly better score (stickiness).
 3. Then nodes with a known cap, by score = spare bit/s x trust x latency weight; then nodes
@@ -18,7 +19,8 @@ The rules, in order:
 
 Latency weight is ``LATENCY_REFERENCE_MS / (LATENCY_REFERENCE_MS + ttfb)`` from the mean time
 to first byte viewers measured lately; a node nobody measured yet weighs 1 (it gets tried, and
-measured). Trust is 1.0 for every node until the trust score exists (issue 6).
+measured). Trust is the routing weight of the node's trust standing (verification/trust.py):
+1.0 for a node in good standing, less while it is warned, 0 (out) once it is penalised.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class NodeSignals:
 
     flagged: bool = False
     latency_ms: float | None = None  # mean time to first byte of recent good deliveries
-    trust: float = 1.0  # placeholder until the trust score (issue 6)
+    trust: float = 1.0  # routing weight of the node's trust standing; 0 = penalised
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,12 @@ def has_room(node: RelayCandidate) -> bool:
 
 
 def eligible(node: RelayCandidate, signals: NodeSignals, session: SessionView) -> bool:
-    return has_room(node) and not signals.flagged and node.node_id not in session.avoid
+    return (
+        has_room(node)
+        and not signals.flagged
+        and signals.trust > 0
+        and node.node_id not in session.avoid
+    )
 
 
 def latency_weight(latency_ms: float | None) -> float:

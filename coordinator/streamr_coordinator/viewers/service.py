@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from streamr_protocol.viewer_sessions import (
@@ -24,6 +24,7 @@ from ..nodes.relays import relay_candidates
 from ..streams.lifecycle import on_air
 from ..streams.models import Stream
 from ..streams.service import playlist_path
+from ..verification.service import trust_params
 from .models import ViewerSession as ViewerSessionRow
 from .routing import SessionView, order_sources
 from .signals import avoided_by, node_signals
@@ -32,6 +33,9 @@ from .signals import avoided_by, node_signals
 # a node that leaves are moved within one segment (the page also moves at once on an error).
 SOURCES_REFRESH_S = 2.0
 SESSION_CALLS_PER_MINUTE = 120  # per session and route
+# Polls of the sources are counted up to here: reconciliation asks only whether a session ever
+# played (a page polls every 2 s), and a write per poll forever would buy nothing more.
+SOURCES_POLLS_COUNTED = 100
 
 log = logging.getLogger("streamr.viewers")
 
@@ -57,7 +61,16 @@ async def throttle_session_calls(ctx: AppContext, session_id: str, route: str) -
         )
 
 
-async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -> ViewerSession:
+async def open_session(
+    ctx: AppContext,
+    session: AsyncSession,
+    stream: Stream,
+    *,
+    client_network: str | None = None,
+    is_probe: bool = False,
+) -> ViewerSession:
+    """A new session and its sources. The prober opens its sessions here too (``is_probe``):
+    the token and the answer are exactly a viewer's, only the row knows."""
     if not on_air(stream.status):
         raise Conflict(
             f"Stream {stream.name!r} is {stream.status}, not on air; viewer sessions open only "
@@ -71,7 +84,13 @@ async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -
     # A new session has no history: routed before the row is written, which keeps SQLite's
     # write lock short.
     sources = await _ordered_sources(ctx, session, stream, SessionView())
-    row = ViewerSessionRow(stream_id=stream.id, expires_at=expires_at, node_id=sources[0].node_id)
+    row = ViewerSessionRow(
+        stream_id=stream.id,
+        expires_at=expires_at,
+        node_id=sources[0].node_id,
+        client_network=client_network,
+        is_probe=is_probe,
+    )
     session.add(row)
     await session.commit()
     claims = SessionClaims(
@@ -80,10 +99,11 @@ async def open_session(ctx: AppContext, session: AsyncSession, stream: Stream) -
         expires_at=int(expires_at.timestamp()),
         key_id=ctx.signer.key_id,
     )
-    log.info(
-        "viewer session opened",
-        extra={"stream": stream.name, "session_id": row.id, "node_sources": len(sources) - 1},
-    )
+    if not is_probe:  # the prober's sessions stay out of the logs nodes' owners might see
+        log.info(
+            "viewer session opened",
+            extra={"stream": stream.name, "session_id": row.id, "node_sources": len(sources) - 1},
+        )
     return ViewerSession(
         session_id=row.id,
         stream=stream.name,
@@ -98,7 +118,9 @@ async def _ordered_sources(
     ctx: AppContext, session: AsyncSession, stream: Stream, view: SessionView
 ) -> list[Source]:
     candidates = await relay_candidates(session, ctx.presence, stream.id)
-    signals = await node_signals(session, stream.id, utcnow(), ctx.settings.viewer_flag_s)
+    signals = await node_signals(
+        session, stream.id, utcnow(), ctx.settings.viewer_flag_s, trust_params(ctx.settings)
+    )
     return order_sources(candidates, ctx.settings.origin_url, signals=signals, session=view)
 
 
@@ -116,8 +138,18 @@ async def session_sources(
         sticky_node_id=row.node_id, avoid=await avoided_by(session, row.id, utcnow())
     )
     sources = await _ordered_sources(ctx, session, stream, view)
+    values: dict[str, object] = {}
     if sources[0].node_id != row.node_id:  # the node the session sticks to from now on
-        row.node_id = sources[0].node_id
+        values["node_id"] = sources[0].node_id
+    if row.sources_polls < SOURCES_POLLS_COUNTED:
+        values["sources_polls"] = ViewerSessionRow.sources_polls + 1
+    if values:
+        await session.execute(
+            update(ViewerSessionRow)
+            .where(ViewerSessionRow.id == row.id)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
         await session.commit()
     return SessionSources(
         session_id=row.id,

@@ -2,9 +2,13 @@
 
 Kept deliberately simple (the trust score of issue 6 builds on the same receipts):
 
-- a node any viewer of the stream reported a ``mismatch`` for is flagged, out of routing for
-  every viewer, for ``viewer_flag_s`` (5 minutes by default): its bytes did not match the
-  signature, which an honest node cannot cause;
+- a node is flagged, out of routing for every viewer, for ``viewer_flag_s`` (5 minutes by
+  default) when a probe confirmed it served bytes that did not match the signature (which an
+  honest node cannot cause), or when ``MISMATCH_SESSIONS`` different sessions reported a
+  ``mismatch`` for it. One viewer's mismatch alone could be a lie meant to push a competitor
+  out, so it only triggers an immediate probe of the node (verification/prober.py);
+- a node whose trust standing is penalised has routing weight 0 and is out; others are
+  weighted by their standing's routing weight;
 - a node that ``FAILING_SESSIONS`` different sessions got an ``error`` or ``stall`` from within
   ``FAILURE_WINDOW_S`` is flagged for the rest of that window: it is failing, not just one
   viewer's network;
@@ -21,25 +25,42 @@ from datetime import datetime, timedelta
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..verification.models import Probe
+from ..verification.service import stream_standings
+from ..verification.trust import TrustParams
 from .models import Receipt
 from .routing import NodeSignals
 
 FAILURE_WINDOW_S = 30.0
 FAILING_SESSIONS = 3
+MISMATCH_SESSIONS = 2
 LATENCY_WINDOW_S = 60.0
 
 
 async def node_signals(
-    session: AsyncSession, stream_id: str, now: datetime, flag_s: float
+    session: AsyncSession,
+    stream_id: str,
+    now: datetime,
+    flag_s: float,
+    trust_params: TrustParams | None = None,
 ) -> dict[str, NodeSignals]:
     recent = (Receipt.stream_id == stream_id, Receipt.node_id.is_not(None))
+    flag_since = now - timedelta(seconds=flag_s)
     mismatched = set(
         await session.scalars(
             select(Receipt.node_id)
+            .where(*recent, Receipt.outcome == "mismatch", Receipt.received_at >= flag_since)
+            .group_by(Receipt.node_id)
+            .having(func.count(distinct(Receipt.session_id)) >= MISMATCH_SESSIONS)
+        )
+    )
+    mismatched.update(
+        await session.scalars(
+            select(Probe.node_id)
             .where(
-                *recent,
-                Receipt.outcome == "mismatch",
-                Receipt.received_at >= now - timedelta(seconds=flag_s),
+                Probe.stream_id == stream_id,
+                Probe.outcome == "mismatch",
+                Probe.started_at >= flag_since,
             )
             .distinct()
         )
@@ -70,10 +91,20 @@ async def node_signals(
         )
         if node_id is not None and mean is not None
     }
+    trust = {
+        node_id: standing.routing_weight
+        for node_id, standing in (
+            await stream_standings(session, stream_id, now, trust_params or TrustParams())
+        ).items()
+    }
     flagged = mismatched | failing
     return {
-        node_id: NodeSignals(flagged=node_id in flagged, latency_ms=latency.get(node_id))
-        for node_id in flagged | latency.keys()
+        node_id: NodeSignals(
+            flagged=node_id in flagged,
+            latency_ms=latency.get(node_id),
+            trust=trust.get(node_id, 1.0),
+        )
+        for node_id in flagged | latency.keys() | trust.keys()
         if node_id is not None
     }
 

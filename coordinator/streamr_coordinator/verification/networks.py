@@ -1,0 +1,158 @@
+"""Which network a viewer or a node is on, without keeping anyone's address.
+
+Reconciliation must not count a viewer session that a node opened for itself, and the cheapest
+such "viewer" sits next to the node. So the coordinator remembers, for each viewer session and
+for each node, a *network hash*: HMAC-SHA256 of the /24 (IPv4) or /48 (IPv6) network, keyed with
+a secret (``STREAMR_NETWORK_HASH_KEY``, or ``<data_dir>/network-hash-key`` created on first use,
+like the ingest secret), cut to 32 hex characters. No viewer address is stored anywhere, and
+without the key the hashes cannot be turned back into networks by trying all 2^24 of them. The
+key is never logged.
+
+Loopback addresses and names that are not addresses (a test client) have no network: they say
+nothing about where a viewer is, and one-machine setups would otherwise exclude every session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from streamr_protocol.ingest import read_or_create_secret
+
+from ..database import insert_once, utcnow
+from .models import NodeNetwork
+
+log = logging.getLogger("streamr.verification")
+
+KEY_FILE_NAME = "network-hash-key"
+HASH_HEX_CHARS = 32
+MIN_KEY_CHARS = 32
+
+
+def load_network_key(data_dir: Path, configured: str | None) -> bytes:
+    """The configured key, or the one kept in ``<data_dir>/network-hash-key``."""
+    if configured:
+        if len(configured) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"STREAMR_NETWORK_HASH_KEY must be at least {MIN_KEY_CHARS} characters "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return configured.encode()
+    return read_or_create_secret(data_dir / KEY_FILE_NAME).encode()
+
+
+def network_of(address: str | None) -> str | None:
+    """The /24 or /48 around ``address`` as text, or None for loopback and non-addresses."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_unspecified:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def url_address(url: str | None) -> str | None:
+    """The host of ``url`` when it is an IP address literal (names are not resolved here)."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host if network_of(host) is not None else None
+
+
+class NetworkHasher:
+    """Keyed network hashes, and a record of the networks each node uses.
+
+    Node networks are written at most once a minute per (node, network), so heartbeats stay
+    free of database writes almost always.
+    """
+
+    def __init__(
+        self, key: bytes, sessions: async_sessionmaker[AsyncSession], every_s: float = 60.0
+    ) -> None:
+        self._key = key
+        self._sessions = sessions
+        self._every_s = every_s
+        self._written: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:  # never show the key
+        return "NetworkHasher()"
+
+    def hash(self, address: str | None) -> str | None:
+        network = network_of(address)
+        if network is None:
+            return None
+        digest = hmac.new(self._key, network.encode(), hashlib.sha256).hexdigest()
+        return digest[:HASH_HEX_CHARS]
+
+    def hashes(self, addresses: Iterable[str | None]) -> set[str]:
+        return {h for h in map(self.hash, addresses) if h is not None}
+
+    def seen(self, node_id: str, *addresses: str | None) -> None:
+        """Remember (in the background, throttled) that ``node_id`` used these addresses."""
+        now = time.monotonic()
+        due = []
+        for network in self.hashes(addresses):
+            key = (node_id, network)
+            if now - self._written.get(key, -self._every_s) >= self._every_s:
+                self._written[key] = now
+                due.append(network)
+        if len(self._written) > 100_000:
+            self._written.clear()
+        if due:
+            task = asyncio.create_task(self._write(node_id, due))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def record(self, session: AsyncSession, node_id: str, *addresses: str | None) -> None:
+        """Remember now, in the caller's transaction (registration)."""
+        for network in self.hashes(addresses):
+            await record_network(session, node_id, network, utcnow())
+
+    async def _write(self, node_id: str, networks: list[str]) -> None:
+        try:
+            async with self._sessions() as session:
+                for network in networks:
+                    await record_network(session, node_id, network, utcnow())
+                await session.commit()
+        except Exception:
+            for network in networks:  # written again on the next sighting
+                self._written.pop((node_id, network), None)
+            log.exception("could not record a node network", extra={"node_id": node_id})
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def record_network(session: AsyncSession, node_id: str, network: str, at: datetime) -> None:
+    result = await session.execute(
+        update(NodeNetwork)
+        .where(NodeNetwork.node_id == node_id, NodeNetwork.network == network)
+        .values(last_seen_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:
+        return
+    row = NodeNetwork(node_id=node_id, network=network, first_seen_at=at, last_seen_at=at)
+    await insert_once(session, row, NodeNetwork.node_id == node_id, NodeNetwork.network == network)

@@ -1,0 +1,237 @@
+"""Trust: a reputation with memory that is fair to honest nodes and catches cheaters. Pure.
+
+A Beta posterior over "this node delivers what it says": probes, reconciled intervals and
+viewers' receipts add weighted successes (alpha) and failures (beta). Evidence fades with a
+half-life toward the prior, so an old mistake is forgotten and a reformed node recovers.
+A timeout under packet loss is weak evidence (weight 1, like one success); a segment that did
+not match its signature is strong (``mismatch_weight``): an honest node cannot cause one.
+
+Consequences come in order: a node below ``warn_below`` is warned (the friend sees why, and
+what to do); only if it is still below ``penalty_below`` after ``warning_grace_s`` is it
+penalised (no pay, no viewers) until its score is back above ``warn_below``. A new node is
+vetting (reduced pay) until it passed ``vetting_min_probes`` probes and ``vetting_min_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from .reconciliation import IntervalVerdict
+
+FULL_PAY_BPS = 10_000
+Level = Literal["vetting", "good", "warned", "penalised"]
+Source = Literal["probe", "reconciliation", "viewers"]
+
+
+@dataclass(frozen=True)
+class TrustParams:
+    prior_alpha: float = 19.0  # prior mean 0.95: one lost probe leaves a new node above 0.9
+    prior_beta: float = 1.0
+    half_life_s: float = 3 * 86_400
+    warn_below: float = 0.8
+    penalty_below: float = 0.6
+    warning_grace_s: float = 3_600
+    vetting_min_probes: int = 10
+    vetting_min_s: float = 3_600
+    mismatch_weight: float = 5.0
+    failure_weight: float = 1.0
+    disagree_weight: float = 3.0  # an interval whose receipts covered none of the claims
+    viewer_weight: float = 1.0  # one interval's viewer receipts, all failed
+    # Viewers' mismatch reports are strong evidence but come from viewers, who could lie:
+    # one interval's worth counts at most this many.
+    max_viewer_mismatches: int = 3
+
+
+DEFAULT_PARAMS = TrustParams()
+
+
+@dataclass(frozen=True)
+class Observation:
+    at: datetime
+    source: Source
+    success: float
+    failure: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TrustState:
+    alpha: float
+    beta: float
+    updated_at: datetime
+    first_seen_at: datetime
+    probes_passed: int = 0
+    warned_at: datetime | None = None
+    penalised_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Standing:
+    level: Level
+    score: float
+    pay_bps: int  # 10000 = full pay
+    routing_weight: float  # 1 = as any node, the score while warned, 0 = send no viewers
+    message: str  # for the friend, in plain words
+
+
+def initial(now: datetime, params: TrustParams = DEFAULT_PARAMS) -> TrustState:
+    return TrustState(params.prior_alpha, params.prior_beta, now, now)
+
+
+def score(state: TrustState) -> float:
+    """The posterior mean: the share of evidence that says the node delivers."""
+    return state.alpha / (state.alpha + state.beta)
+
+
+def decay(state: TrustState, now: datetime, params: TrustParams = DEFAULT_PARAMS) -> TrustState:
+    """Evidence fades toward the prior with ``half_life_s``; time never runs backwards."""
+    elapsed = (now - state.updated_at).total_seconds()
+    if elapsed <= 0:
+        return state
+    keep = 0.5 ** (elapsed / params.half_life_s)
+    return replace(
+        state,
+        alpha=params.prior_alpha + (state.alpha - params.prior_alpha) * keep,
+        beta=params.prior_beta + (state.beta - params.prior_beta) * keep,
+        updated_at=now,
+    )
+
+
+def review(state: TrustState, now: datetime, params: TrustParams = DEFAULT_PARAMS) -> TrustState:
+    """Warn, penalise or clear, by the score at ``now``: warning first, penalty after grace."""
+    state = decay(state, now, params)
+    s = score(state)
+    if s >= params.warn_below:
+        return replace(state, warned_at=None, penalised_at=None)
+    warned_at = state.warned_at or now
+    penalised_at = state.penalised_at
+    grace = timedelta(seconds=params.warning_grace_s)
+    if penalised_at is None and s < params.penalty_below and now - warned_at >= grace:
+        penalised_at = now
+    return replace(state, warned_at=warned_at, penalised_at=penalised_at)
+
+
+def observe(
+    state: TrustState, observations: Iterable[Observation], params: TrustParams = DEFAULT_PARAMS
+) -> TrustState:
+    """Add evidence in time order (each decayed to its moment), reviewing after each."""
+    for obs in sorted(observations, key=lambda o: o.at):
+        state = decay(state, obs.at, params)
+        state = replace(
+            state,
+            alpha=state.alpha + max(obs.success, 0.0),
+            beta=state.beta + max(obs.failure, 0.0),
+            probes_passed=state.probes_passed + int(obs.source == "probe" and obs.success > 0),
+        )
+        state = review(state, state.updated_at, params)
+    return state
+
+
+def standing(
+    state: TrustState,
+    now: datetime,
+    params: TrustParams = DEFAULT_PARAMS,
+    vetting_pay_bps: int = 5_000,
+) -> Standing:
+    """What the node's trust means right now for its pay, its viewers and its friend."""
+    state = review(state, now, params)
+    s = score(state)
+    if state.penalised_at is not None:
+        return Standing(
+            "penalised",
+            s,
+            0,
+            0.0,
+            f"Paused: what your node reported did not match what viewers and our checks "
+            f"received (trust {s:.0%}). It gets no viewers and earns nothing until checks show "
+            f"it delivering again. Make sure it runs an unmodified streamr-node on a working "
+            f"connection; it recovers by itself once it delivers.",
+        )
+    vetting_done = (
+        state.probes_passed >= params.vetting_min_probes
+        and (now - state.first_seen_at).total_seconds() >= params.vetting_min_s
+    )
+    pay = FULL_PAY_BPS if vetting_done else vetting_pay_bps
+    if state.warned_at is not None:
+        deadline = state.warned_at + timedelta(seconds=params.warning_grace_s)
+        return Standing(
+            "warned",
+            s,
+            pay,
+            s,
+            f"Warning: some of what your node reported could not be confirmed by viewers or "
+            f"our checks (trust {s:.0%}). Check its connection and that it runs an unmodified "
+            f"streamr-node. If trust is still below {params.penalty_below:.0%} after "
+            f"{deadline:%Y-%m-%d %H:%M} UTC, it gets no viewers and no pay until it recovers.",
+        )
+    if not vetting_done:
+        hours = params.vetting_min_s / 3600
+        return Standing(
+            "vetting",
+            s,
+            pay,
+            1.0,
+            f"Your node is new: it earns {pay / 100:g}% of the full rate while we check it "
+            f"({min(state.probes_passed, params.vetting_min_probes)} of "
+            f"{params.vetting_min_probes} checks passed, at least {hours:g} h). "
+            f"Nothing to do but keep it running.",
+        )
+    return Standing(
+        "good",
+        s,
+        FULL_PAY_BPS,
+        1.0,
+        f"All good: viewers and our checks confirm what your node reports (trust {s:.0%}).",
+    )
+
+
+def probe_observation(
+    at: datetime, outcome: str, params: TrustParams = DEFAULT_PARAMS, detail: str = ""
+) -> Observation:
+    """ok: one success; mismatch: strong failure; error, stall or timeout: weak failure."""
+    if outcome == "ok":
+        return Observation(at, "probe", 1.0, 0.0, detail or "probe ok")
+    if outcome == "mismatch":
+        return Observation(at, "probe", 0.0, params.mismatch_weight, detail or "probe mismatch")
+    return Observation(at, "probe", 0.0, params.failure_weight, detail or f"probe {outcome}")
+
+
+def verdict_observation(
+    at: datetime, verdict: IntervalVerdict, params: TrustParams = DEFAULT_PARAMS
+) -> Observation | None:
+    """agree: one success; disagree: a failure as large as the unreceipted share of the
+    claims; idle: no evidence either way. Receipt outcomes are ``viewer_observation``'s."""
+    if verdict.outcome == "idle":
+        return None
+    if verdict.outcome == "agree":
+        return Observation(at, "reconciliation", 1.0, 0.0, "claims matched receipts")
+    shortfall = 1.0 - min(max(verdict.ratio or 0.0, 0.0), 1.0)
+    return Observation(
+        at,
+        "reconciliation",
+        0.0,
+        params.disagree_weight * shortfall,
+        f"receipts covered {1 - shortfall:.0%} of claimed bytes",
+    )
+
+
+def viewer_observation(
+    at: datetime, ok: int, failed: int, mismatched: int, params: TrustParams = DEFAULT_PARAMS
+) -> Observation | None:
+    """One interval of viewers' receipts for the node: the shares of ok and failed fetches
+    weigh ``viewer_weight`` together (a viewer's network fails too); each mismatch weighs
+    ``mismatch_weight``."""
+    total = ok + failed + mismatched
+    if total == 0:
+        return None
+    strong = params.mismatch_weight * min(mismatched, params.max_viewer_mismatches)
+    return Observation(
+        at,
+        "viewers",
+        params.viewer_weight * ok / total,
+        params.viewer_weight * failed / total + strong,
+        f"{ok} ok, {failed} failed, {mismatched} mismatched receipts",
+    )

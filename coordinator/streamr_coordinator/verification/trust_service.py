@@ -1,0 +1,192 @@
+"""Trust updates against the database: new probes and reconciled intervals become observations
+(verification/trust.py), folded into each node's state, with one history event per node and
+source per run.
+
+Two watermarks (the last probe id and the last reconciliation id read) move in the same
+transaction as the states, by a conditional update: a second worker doing the same run fails
+to move them and writes nothing, so no evidence is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..context import AppContext
+from ..database import utcnow
+from ..nodes.models import Node
+from . import trust
+from .models import Probe, Reconciliation, TrustEvent, TrustState, Watermark
+from .reconcile_service import WatermarkMoved, _advance
+from .reconciliation import IntervalVerdict
+from .service import state_of, trust_params
+
+log = logging.getLogger("streamr.verification")
+
+PROBES_WATERMARK = "trust.probes"
+RECONCILIATIONS_WATERMARK = "trust.reconciliations"
+BATCH = 5_000  # rows of each kind per run; a backlog is read over several runs
+# Rows are read once this old: ids are handed out at insert, so a row with a smaller id than
+# one read could still be uncommitted only if its transaction lasted longer than this.
+SETTLE_S = 30.0
+
+Guard = Callable[[AsyncSession], Awaitable[None]]
+
+
+def reconciliation_observations(
+    row: Reconciliation, params: trust.TrustParams
+) -> list[trust.Observation]:
+    """The interval's verdict, and what uncontrolled viewers' receipts said about the node.
+
+    Mismatches count only when viewers of at least two sessions reported them: one viewer's
+    word is checked by a targeted probe instead (whose result is a probe observation)."""
+    verdict = IntervalVerdict(
+        claimed_bytes=row.claimed_bytes,
+        receipted_bytes=row.receipted_bytes,
+        plausible_bytes=row.plausible_bytes,
+        paid_bytes=row.paid_bytes,
+        excluded={},
+        discrepancies=(),
+        outcome=row.outcome,  # type: ignore[arg-type]
+        after={},
+        ratio=row.ratio,
+    )
+    found = [trust.verdict_observation(row.interval_end, verdict, params)]
+    mismatched = row.viewer_mismatch_sessions if row.viewer_mismatch_sessions >= 2 else 0
+    found.append(
+        trust.viewer_observation(
+            row.interval_end, row.viewer_ok, row.viewer_failed, mismatched, params
+        )
+    )
+    return [o for o in found if o is not None]
+
+
+async def _watermark(session: AsyncSession, name: str) -> int:
+    row = await session.get(Watermark, name)
+    if row is None:
+        session.add(Watermark(name=name, position=0, updated_at=utcnow()))
+        await session.flush()
+        return 0
+    return row.position
+
+
+async def update_trust(
+    ctx: AppContext, now: datetime | None = None, *, guard: Guard | None = None
+) -> dict[str, Any]:
+    """Fold new probes and reconciliations into the nodes' trust; one transaction."""
+    now = now or utcnow()
+    settled = now - timedelta(seconds=SETTLE_S)
+    params = trust_params(ctx.settings)
+    async with ctx.sessions() as session:
+        try:
+            probe_mark = await _watermark(session, PROBES_WATERMARK)
+            rec_mark = await _watermark(session, RECONCILIATIONS_WATERMARK)
+            await session.commit()
+        except IntegrityError:  # created by another worker at the same moment
+            await session.rollback()
+            probe_mark = await _watermark(session, PROBES_WATERMARK)
+            rec_mark = await _watermark(session, RECONCILIATIONS_WATERMARK)
+
+        probes = list(
+            await session.scalars(
+                select(Probe)
+                .where(Probe.id > probe_mark, Probe.recorded_at <= settled)
+                .order_by(Probe.id)
+                .limit(BATCH)
+            )
+        )
+        recs = list(
+            await session.scalars(
+                select(Reconciliation)
+                .where(Reconciliation.id > rec_mark, Reconciliation.created_at <= settled)
+                .order_by(Reconciliation.id)
+                .limit(BATCH)
+            )
+        )
+        observations: dict[str, list[trust.Observation]] = defaultdict(list)
+        for probe in probes:
+            detail = f"probe of segment {probe.sequence}: {probe.outcome}"
+            observations[probe.node_id].append(
+                trust.probe_observation(probe.started_at, probe.outcome, params, detail)
+            )
+        for rec in recs:
+            observations[rec.node_id].extend(reconciliation_observations(rec, params))
+
+        # Idle intervals say nothing; reconciliations outlive their nodes, trust does not.
+        observations = {node_id: obs for node_id, obs in observations.items() if obs}
+        live = set(await session.scalars(select(Node.id).where(Node.id.in_(list(observations)))))
+        states = {
+            row.node_id: row
+            for row in await session.scalars(
+                select(TrustState).where(TrustState.node_id.in_(list(live)))
+            )
+        }
+        query = select(Node.id, Node.registered_at).where(Node.id.in_(live))
+        registered = dict((await session.execute(query)).all())  # Rows are pairs
+        levels: dict[str, int] = defaultdict(int)
+        for node_id in sorted(live):
+            obs = observations[node_id]
+            row = states.get(node_id)
+            before = (
+                state_of(row)
+                if row is not None
+                else trust.initial(min(registered[node_id], min(o.at for o in obs)), params)
+            )
+            after = trust.observe(before, obs, params)
+            if row is None:
+                row = TrustState(node_id=node_id)
+                session.add(row)
+            row.alpha, row.beta = after.alpha, after.beta
+            row.updated_at, row.first_seen_at = after.updated_at, after.first_seen_at
+            row.probes_passed = after.probes_passed
+            row.warned_at, row.penalised_at = after.warned_at, after.penalised_at
+            standing = trust.standing(after, max(now, after.updated_at), params)
+            levels[standing.level] += 1
+            for source in ("probe", "reconciliation", "viewers"):
+                mine = [o for o in obs if o.source == source]
+                if not mine:
+                    continue
+                details = "; ".join(dict.fromkeys(o.detail for o in mine if o.detail))
+                session.add(
+                    TrustEvent(
+                        node_id=node_id,
+                        at=max(o.at for o in mine),
+                        source=source,
+                        success=sum(o.success for o in mine),
+                        failure=sum(o.failure for o in mine),
+                        score=trust.score(after),
+                        level=standing.level,
+                        detail=f"{len(mine)} observation(s): {details}"[:300],
+                    )
+                )
+            if standing.level in ("warned", "penalised") and (
+                row.warned_at != before.warned_at or row.penalised_at != before.penalised_at
+            ):
+                log.warning(
+                    "node trust fell",
+                    extra={"node_id": node_id, "level": standing.level, "score": standing.score},
+                )
+        try:
+            if probes:
+                await _advance(session, PROBES_WATERMARK, probe_mark, probes[-1].id)
+            if recs:
+                await _advance(session, RECONCILIATIONS_WATERMARK, rec_mark, recs[-1].id)
+            if guard is not None:
+                await guard(session)
+            await session.commit()
+        except (WatermarkMoved, IntegrityError):
+            await session.rollback()
+            return {"skipped": "another worker updated trust meanwhile"}
+    return {
+        "probes": len(probes),
+        "reconciliations": len(recs),
+        "nodes": len(live),
+        "levels": dict(levels),
+    }
