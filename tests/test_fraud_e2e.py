@@ -47,7 +47,9 @@ SETTINGS: dict[str, Any] = {
     "probe_interval_s": 4,
     "probe_segments": 2,
     "reconcile_interval_s": 10,
-    "reconcile_grace_s": 3,
+    # Viewers send receipts every 5 s (as the watch page does): an interval is reconciled only
+    # once they are in, or an honest node's last seconds would look unreceipted.
+    "reconcile_grace_s": 8,
     "verification_jobs_interval_s": 3,
     "trust_vetting_min_probes": 2,
     "trust_vetting_min_s": 0,

@@ -105,8 +105,9 @@ class Settings(BaseSettings):
         default=300,
         ge=0,
         le=86_400,
-        description="How long a node stays out of viewer routing after a viewer's receipt showed "
-        "a segment from it that did not match its signature",
+        description="How long a node stays out of viewer routing after a probe confirmed a "
+        "viewer's report of a segment that did not match its signature (or viewers of two "
+        "sessions reported one)",
     )
     reachability_timeout_s: float = Field(default=3, gt=0, le=60)
 
