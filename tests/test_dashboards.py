@@ -3,13 +3,20 @@
 The scenario is made over plain HTTP, as clients make it: a streamer with a stream whose title
 is an HTML injection attempt, an invite, two friends with three nodes (one reachable, one not,
 one that another node reported bad segments from), heartbeats, a viewer session and usage
-reports posted with the node tokens. Each role then logs in through the login form and must see
-its dashboard with real values and a drawn chart, with every asset served by the coordinator.
-Screenshots (desktop and phone size) are kept in the test's temporary directory.
+reports posted with the node tokens, and a funded budget. What the worker's jobs would write
+(probes, reconciled intervals with a discrepancy, trust events, a warned and a penalised node,
+job runs) goes into the coordinator's database, and the payouts services accrue the intervals
+and run two payout cycles (one sends, one carries over). Each role then logs in through the
+login form and must see its dashboard with real values and drawn charts, use its forms, and
+download its statement, with every asset served by the coordinator. Screenshots (desktop and
+phone size) are kept in the test's temporary directory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
 import os
 import shutil
@@ -19,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,7 +34,21 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from streamr_coordinator.database import create_engine, session_factory, utcnow
+from streamr_coordinator.jobs.models import JobLease, JobRun
+from streamr_coordinator.payouts.accrual import accrue_pending, full_pay
+from streamr_coordinator.payouts.cycle import run_cycle
+from streamr_coordinator.settings import Settings
+from streamr_coordinator.verification.models import (
+    Discrepancy,
+    Probe,
+    Reconciliation,
+    TrustEvent,
+    TrustState,
+)
+
 playwright = pytest.importorskip("playwright.sync_api")
+GB = 1_000_000_000
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMR = str(ROOT / ".venv/bin/streamr")
@@ -85,6 +107,154 @@ class World:
     node_id: str  # bob's reachable node, its token, and a viewer it serves
     node_token: dict[str, str]
     session_id: str
+    stream_id: str
+    penalised_node: str  # carol's
+
+
+async def _work_of_the_jobs(settings: Settings, world: World) -> None:
+    """What the prober, reconciliation, trust update and worker write, then the real accrual
+    and payout cycle: $1.35 sent to bob's node, then $0.36 carried over."""
+    now = utcnow().replace(second=0, microsecond=0)
+    engine = create_engine(settings.sqlalchemy_url)
+    sessions = session_factory(engine)
+    node, stream = world.node_id, world.stream_id
+    try:
+        async with sessions() as session:
+            for i, (outcome, ttfb) in enumerate(
+                [("ok", 35), ("ok", 48), ("timeout", None), ("ok", 41)]
+            ):
+                session.add(
+                    Probe(
+                        node_id=node,
+                        stream_id=stream,
+                        session_id=str(uuid.uuid4()),
+                        reason="scheduled",
+                        segment=f"ann-live-{i}.ts",
+                        sequence=i,
+                        started_at=now - timedelta(minutes=40 - 5 * i),
+                        ttfb_ms=ttfb,
+                        duration_ms=290 if ttfb else None,
+                        bytes=870_000 if ttfb else 0,
+                        throughput_bps=24_000_000 if ttfb else None,
+                        outcome=outcome,
+                        detail="" if ttfb else "no first byte within 10 s",
+                    )
+                )
+            recs = [
+                Reconciliation(
+                    node_id=node,
+                    stream_id=stream,
+                    interval_start=now - timedelta(minutes=12 - i),
+                    interval_end=now - timedelta(minutes=11 - i),
+                    claimed_bytes=claimed,
+                    receipted_bytes=receipted,
+                    plausible_bytes=claimed,
+                    paid_bytes=min(claimed, receipted),
+                    outcome="agree" if receipted >= claimed else "disagree",
+                    ratio=receipted / claimed,
+                    excluded_sessions=0,
+                )
+                for i, (claimed, receipted) in enumerate([(30 * GB, 30 * GB), (2 * GB, 0)])
+            ]
+            session.add_all(recs)
+            await session.flush()
+            session.add(
+                Discrepancy(
+                    reconciliation_id=recs[1].id,
+                    node_id=node,
+                    kind="unreceipted_claim",
+                    session_id=world.session_id,
+                    claimed=2 * GB,
+                    receipted=0,
+                    evidence={"claimed": 2 * GB, "receipts": 0, "why": "<no receipts>"},
+                )
+            )
+            for i, score in enumerate([0.95, 0.96, 0.93, 0.88, 0.84, 0.79, 0.74, 0.7]):
+                session.add(
+                    TrustEvent(
+                        node_id=node,
+                        at=now - timedelta(hours=7 - i),
+                        source="probe" if i % 2 else "reconciliation",
+                        success=1.0 if i < 2 else 0.0,
+                        failure=0.0 if i < 2 else 1.0,
+                        score=score,
+                        level="good" if score >= 0.8 else "warned",
+                        detail="receipts covered 0% of claimed bytes",
+                    )
+                )
+            session.add_all(
+                [
+                    TrustState(
+                        node_id=node,
+                        alpha=7.0,
+                        beta=3.0,
+                        updated_at=now,
+                        first_seen_at=now - timedelta(days=2),
+                        probes_passed=12,
+                        warned_at=now - timedelta(minutes=20),
+                    ),
+                    TrustState(
+                        node_id=world.penalised_node,
+                        alpha=5.0,
+                        beta=5.0,
+                        updated_at=now,
+                        first_seen_at=now - timedelta(days=3),
+                        probes_passed=11,
+                        warned_at=now - timedelta(hours=3),
+                        penalised_at=now - timedelta(hours=1),
+                    ),
+                    JobLease(
+                        name="reconciliation",
+                        holder="worker-a:4242:9f3c",
+                        fence=2,
+                        acquired_at=now,
+                        expires_at=now + timedelta(minutes=1),
+                    ),
+                    JobRun(
+                        job="reconciliation",
+                        holder="worker-a:4242:9f3c",
+                        fence=1,
+                        started_at=now - timedelta(seconds=15),
+                        finished_at=now - timedelta(seconds=15),
+                        duration_ms=38,
+                        outcome="ok",
+                    ),
+                    JobRun(
+                        job="reconciliation",
+                        holder="worker-a:4242:9f3c",
+                        fence=2,
+                        started_at=now,
+                        finished_at=now,
+                        duration_ms=12,
+                        outcome="error",
+                        error="OperationalError: database is locked",
+                    ),
+                ]
+            )
+            await session.commit()
+        await accrue_pending(sessions, settings, pay_factors=full_pay)
+        await run_cycle(sessions, settings, now=utcnow())
+        async with sessions() as session:
+            session.add(
+                Reconciliation(
+                    node_id=node,
+                    stream_id=stream,
+                    interval_start=now - timedelta(minutes=5),
+                    interval_end=now - timedelta(minutes=4),
+                    claimed_bytes=8 * GB,
+                    receipted_bytes=8 * GB,
+                    plausible_bytes=8 * GB,
+                    paid_bytes=8 * GB,
+                    outcome="agree",
+                    ratio=1.0,
+                    excluded_sessions=0,
+                )
+            )
+            await session.commit()
+        await accrue_pending(sessions, settings, pay_factors=full_pay)
+        await run_cycle(sessions, settings, now=utcnow() + timedelta(days=1))
+    finally:
+        await engine.dispose()
 
 
 def _ok(response: httpx.Response, status: int = 200) -> dict:
@@ -168,6 +338,10 @@ def seed(base: str, env: dict[str, str], health_url: str) -> World:
             _ok(http.post(f"/api/v1/nodes/{node_id}/reachability", json={}, headers=token))
 
         _ok(http.post("/api/v1/streams/ann-live/status", json={"status": "LIVE"}, headers=ann))
+        stream_id = _ok(http.get("/api/v1/streams/ann-live", headers=ann))["id"]
+        # $2 received from Ann: recorded as her stream's budget.
+        funding = {"amount_micro_usd": 2_000_000, "funding_id": "ann-1", "note": "bank transfer"}
+        _ok(http.post("/api/v1/streams/ann-live/budget", json=funding, headers=ann), 201)
         viewer = _ok(http.post("/api/v1/streams/ann-live/sessions"), 201)
         other = _ok(http.post("/api/v1/streams/ann-live/sessions"), 201)
         by_bob, by_carol = 3 * 1_500_000_000, 700_000_000
@@ -226,7 +400,7 @@ def seed(base: str, env: dict[str, str], health_url: str) -> World:
             },
             headers={"X-Streamr-Session": viewer["token"]},
         )
-    return World(
+    world = World(
         base,
         streamer,
         friend,
@@ -235,13 +409,18 @@ def seed(base: str, env: dict[str, str], health_url: str) -> World:
         home,
         home_token,
         viewer["session_id"],
+        stream_id,
+        pi,
     )
+    asyncio.run(_work_of_the_jobs(Settings(data_dir=Path(env["STREAMR_DATA_DIR"])), world))
+    return world
 
 
 @pytest.fixture
 def world(start_coordinator) -> Iterator[World]:
     with health_server() as health_url:
-        base, env = start_coordinator(allow_private_node_urls="true")
+        # No background jobs: the test writes what they would, so every amount is exact.
+        base, env = start_coordinator(allow_private_node_urls="true", run_background_jobs="false")
         yield seed(base, env, health_url)
 
 
@@ -318,8 +497,8 @@ def test_every_dashboard_renders_with_real_values(world: World, tmp_path: Path):
             card = page.locator(".stream-card").first
             assert card.locator(".title").inner_text() == EVIL_TITLE
             board = page.locator("tbody[data-rows=leaderboard]").inner_text()
-            assert "Bob <b>the builder</b>" in board and "Carol" in board
-            assert "4.5 GB" in board and "700.0 MB" in board
+            assert "Bob <b>the builder</b>" in board and "4.5 GB" in board
+            assert "Carol" not in board, "her only node is penalised"
             assert "@example.com" not in page.content()
             shoot(page, tmp_path, "public")
 
@@ -343,7 +522,29 @@ def test_every_dashboard_renders_with_real_values(world: World, tmp_path: Path):
             assert "flagged" in nodes and "unreachable" in nodes and "healthy" in nodes
             assert "for Bob & Carol" in section.locator("tbody[data-rows=invites]").inner_text()
             assert "sk_" not in page.content(), "the key is hidden until asked for"
+            assert "warned" in nodes and "penalised" in nodes, "each node's trust"
+            banner = section.locator(".banner[role=alert]")
+            assert banner.is_visible() and "Less than a tenth" in banner.inner_text()
+            assert section.locator("[data-field='budget.balance']").inner_text() == "$0.10"
+            spend = section.locator("tbody[data-rows=spend]").inner_text()
+            assert EVIL_NODE in spend and "38.0 GB" in spend and "$1.90" in spend
             shoot(page, tmp_path, "streamer")
+
+            # The streamer's statement downloads with the login cookie.
+            with page.expect_download() as download:
+                page.locator("a.button", has_text="Download CSV").click()
+            rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+            assert [r["amount_micro_usd"] for r in rows if r["line"] == "funding"] == ["2000000"]
+
+            # Recording funds received outside the platform, through the CSRF-protected form.
+            section.locator("input[name=amount]").fill("3.50")
+            section.locator("input[name=note]").fill("cash <b>at the meetup</b>")
+            section.get_by_role("button", name="Record funds").click()
+            page.wait_for_load_state()
+            assert "Funds recorded" in page.locator(".notice").inner_text()
+            section = page.locator("section[data-stream=ann-live]")
+            assert section.locator("[data-field='budget.balance']").inner_text() == "$3.60"
+            assert not section.locator(".banner[role=alert]").is_visible(), "ok again"
 
             # "Show key" replaces the key and shows the new one, once.
             section.locator("details.reveal summary", has_text="Show key").click()
@@ -365,9 +566,32 @@ def test_every_dashboard_renders_with_real_values(world: World, tmp_path: Path):
             assert EVIL_NODE in text and "reachable" in text and "refused" in text
             assert "Forward TCP port 9" in text, "the coordinator's advice, in plain words"
             assert page.locator("[data-field=delivered_bytes_total]").inner_text() == "4.5 GB"
-            assert "Not computed yet" in page.locator("#totals").inner_text()
-            assert "once payouts are enabled" in page.locator("#totals").inner_text()
+            page.wait_for_selector("canvas.trust-chart[data-rendered=true]", timeout=20_000)
+            alerts = page.locator("#alerts")
+            assert alerts.is_visible() and "Warning:" in alerts.inner_text()
+            home_card = page.locator("article.node", has_text=EVIL_NODE)
+            assert home_card.locator(".banner[role=alert]").is_visible()
+            assert "warned" in home_card.locator(".node-head").inner_text()
+            assert "70%" in home_card.inner_text()
+            probes = home_card.locator("tbody[data-rows=probes]").inner_text()
+            assert "timeout" in probes and "35 ms" in probes and "24.0 Mbit/s" in probes
+            recs = home_card.locator("tbody[data-rows=reconciliations]").inner_text()
+            assert "30.0 GB" in recs and "disagree" in recs and "unreceipted claim" in recs
+            assert home_card.locator("[data-field='money.balance']").inner_text() == "$0.36"
+            assert home_card.locator("[data-field='money.paid_out']").inner_text() == "$1.35"
+            earnings = page.locator("#earnings").inner_text()
+            assert "$1.71" in earnings and "carried over" in earnings and "sent" in earnings
+            laptop = page.locator("article.node", has_text="bob-laptop")
+            assert not laptop.locator(".banner[role=alert]").is_visible(), "vetting: no alert"
             shoot(page, tmp_path, "friend")
+
+            # The friend's statement downloads with the login cookie.
+            with page.expect_download() as download:
+                page.locator("a.button", has_text="Download CSV").click()
+            rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+            assert sum(int(r["amount_micro_usd"]) for r in rows if r["line"] == "accrual") == (
+                1_710_000
+            )
 
             # Live: a new usage report shows up without a reload.
             with httpx.Client(base_url=world.base) as http:
@@ -395,14 +619,41 @@ def test_every_dashboard_renders_with_real_values(world: World, tmp_path: Path):
             assert "carol-pi" in flagged and "sha256 <mismatch>" in flagged
             assert "ann-live" in page.locator("tbody[data-rows=streams]").inner_text()
             assert page.locator("[data-field='totals.integrity_failures_24h']").inner_text() == "1"
+            jobs = page.locator("tbody[data-rows=jobs]").inner_text()
+            assert "worker-a:4242:9f3c" in jobs and "database is locked" in jobs and "38 ms" in jobs
+            assert (
+                "unreceipted claim" in page.locator("tbody[data-rows=discrepancies]").inner_text()
+            )
+            assert "timeout" in page.locator("tbody[data-rows=probe_failures]").inner_text()
+            assert page.locator("[data-field='money.fees']").inner_text() == "$0.19"
+            assert page.locator("[data-field='money.books_balance']").inner_text() == "$0.00"
+            assert "penalised" in page.locator("tbody[data-rows=nodes]").inner_text()
             shoot(page, tmp_path, "operator")
+
+            # The economics form: a bad value is a page that says what to fix, not a 500.
+            form = page.locator("#economics form")
+            form.locator("input[name=rate_usd]").fill("five cents")
+            form.get_by_role("button", name="Save as a new version").click()
+            page.wait_for_load_state()
+            assert "rate usd must be US dollars per GB" in page.locator("[role=alert]").inner_text()
+            page.goto(f"{world.base}/dashboard/operator")
+            form = page.locator("#economics form")
+            form.locator("input[name=rate_usd]").fill("0.06")
+            form.locator("input[name=note]").fill("test rate")
+            form.get_by_role("button", name="Save as a new version").click()
+            page.wait_for_load_state()
+            wait_until_live(page)
+            rate = page.locator("[data-field='economics.rate_per_gb']")
+            assert rate.inner_text() == "$0.06"
 
             assert page.locator("img").count() == 0, "no value became an element"
         finally:
             browser.close()
     assert dialogs == [], f"a value ran as script: {dialogs}"
     assert problems == [], f"the pages logged errors: {problems}"
-    assert failed == ["403 /dashboard/operator"], "only the friend's visit to the operator's page"
+    assert failed == ["403 /dashboard/operator", "400 /dashboard/operator/economics"], (
+        "only the friend's visit to the operator's page, and the bad economics form"
+    )
     hosts = {urlparse(url).hostname for url in requested if url.startswith("http")}
     assert hosts == {"127.0.0.1"}, f"the pages reached beyond the coordinator: {hosts}"
     assert any("/static/vendor/chart.js/" in url for url in requested)

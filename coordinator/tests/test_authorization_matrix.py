@@ -633,6 +633,13 @@ PAGES = [
          mutates=True),
     Page("POST", "/dashboard/streamer/streams/{name}/invites", (303, 200, 403, 403, 303, 200),
          form=lambda s: {"label": "from the page"}, mutates=True),
+    Page("POST", "/dashboard/streamer/streams/{name}/budget", (303, 200, 403, 403, 303, 200),
+         form=lambda s: {"amount": "1.00"}, mutates=True),
+    # An empty form changes nothing (422 for the admin), so the shared economics stay as they are.
+    Page("POST", "/dashboard/operator/economics", (303, 403, 403, 403, 303, 422)),
+    Page("GET", "/dashboard/friend/statement.csv", (303, 200, 200, 200, 303, 200)),
+    Page("GET", "/dashboard/streamer/statement.csv", (303, 200, 200, 403, 303, 200)),
+    Page("GET", "/dashboard/operator/statement.csv", (303, 403, 403, 403, 303, 200)),
 ]
 # fmt: on
 

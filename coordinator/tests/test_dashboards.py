@@ -7,6 +7,8 @@ so no session leaks into the other tests that share the client.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import re
 import uuid
@@ -27,12 +29,30 @@ from streamr_coordinator.dashboards.formatting import (
     format_duration,
     slug,
 )
-from streamr_coordinator.dashboards.money import format_usd, saved_micro_usd
+from streamr_coordinator.dashboards.money import (
+    bps_percent,
+    format_usd,
+    parse_percent,
+    parse_usd,
+    plain_usd,
+    saved_micro_usd,
+)
 from streamr_coordinator.dashboards.service import hour_starts, share_percent
+from streamr_coordinator.dashboards.standing import percent
 from streamr_coordinator.database import utcnow
+from streamr_coordinator.jobs.models import JobLease, JobRun
 from streamr_coordinator.main import create_app
+from streamr_coordinator.payouts.accrual import accrue_pending, full_pay
+from streamr_coordinator.payouts.cycle import run_cycle
 from streamr_coordinator.streams.models import Stream
 from streamr_coordinator.usage.models import UsageReport
+from streamr_coordinator.verification.models import (
+    Discrepancy,
+    Probe,
+    Reconciliation,
+    TrustEvent,
+    TrustState,
+)
 from streamr_coordinator.viewers.models import Receipt, ReceiptBatch
 
 from .browser import Browser
@@ -495,8 +515,11 @@ def test_streamer_numbers_bytes_share_and_money(scene: Scene):
         "Not checked yet: a running node asks for a check when it starts; run "
         "`streamr-node run` and look again in a minute."
     ]
-    assert friend["trust"]["state"] == "not_computed"
-    assert friend["earnings"]["state"] == "not_enabled"
+    assert mine["trust"]["level"] == "vetting" and mine["trust"]["alert"] is False
+    assert mine["trust"]["pay_percent"] == "50%", "the default vetting pay"
+    assert mine["probes"] == [] and mine["reconciliations"] == [] and mine["trust_history"] == []
+    assert mine["money"]["balance"] == "$0.00" and mine["budget"]["state"] == "exhausted"
+    assert friend["statement_csv"] == "/dashboard/friend/statement.csv"
 
     public = api.client.get("/api/v1/dashboards/public").json()
     assert name in {s["name"] for s in public["live_streams"]}
@@ -621,3 +644,529 @@ def test_the_cdn_price_is_a_setting(https_client: TestClient):
     body = https_client.get("/api/v1/dashboards/streamer", headers=owner.headers).json()
     assert body["cdn_price_micro_usd_per_gb"] == 1_000_000
     assert body["streams"][0]["name"] == name and body["money_saved"] == "$0.00"
+
+
+# --- Trust, probes, reconciliations, money (a coordinator without background jobs) ----------
+
+
+@pytest.fixture(scope="module")
+def money_client(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: Any
+) -> Iterator[TestClient]:
+    """Its own coordinator, without background jobs: the test decides when accrual and the
+    payout cycle run, so every amount below is exact."""
+    url = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_server").create_database()
+    settings = make_settings(
+        tmp_path_factory.mktemp("dashboard-money"), url, run_background_jobs=False
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+GB = 1_000_000_000
+
+
+@dataclass
+class MoneyWorld:
+    scene: Scene
+    stream_id: str
+    unfunded_stream: str
+    other_friend: Account
+    other_node: Node
+    penalised_name: str
+
+
+def _registered(api: Api, role: str, display_name: str) -> Account:
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+    response = api.client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "display_name": display_name, "role": role},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(body["account"]["id"], email, role, body["access_token"], body["refresh_token"])
+
+
+def seed_verification(client: TestClient, node_id: str, stream_id: str) -> None:
+    """What verification writes for a node: probes, reconciled intervals with a discrepancy,
+    trust events falling below the warning line, and a warned trust state."""
+    now = utcnow().replace(second=0, microsecond=0)
+
+    async def insert() -> None:
+        async with client.app.state.ctx.sessions() as session:
+            session.add_all(
+                [
+                    Probe(
+                        node_id=node_id,
+                        stream_id=stream_id,
+                        session_id=str(uuid.uuid4()),
+                        reason="scheduled",
+                        segment=f"{i}.ts",
+                        sequence=i,
+                        started_at=now - timedelta(minutes=30 - i),
+                        ttfb_ms=ttfb,
+                        duration_ms=300 if ttfb else None,
+                        bytes=900_000 if ttfb else 0,
+                        throughput_bps=24_000_000 if ttfb else None,
+                        outcome=outcome,
+                        detail=detail,
+                    )
+                    for i, (outcome, ttfb, detail) in enumerate(
+                        [("ok", 35, ""), ("ok", 41, ""), ("timeout", None, f"no answer {EVIL}")]
+                    )
+                ]
+            )
+            recs = [
+                Reconciliation(
+                    node_id=node_id,
+                    stream_id=stream_id,
+                    interval_start=now - timedelta(minutes=10 - i),
+                    interval_end=now - timedelta(minutes=9 - i),
+                    claimed_bytes=claimed,
+                    receipted_bytes=receipted,
+                    plausible_bytes=claimed,
+                    paid_bytes=min(claimed, receipted),
+                    outcome="agree" if receipted >= claimed else "disagree",
+                    ratio=receipted / claimed,
+                    excluded_sessions=0,
+                )
+                for i, (claimed, receipted) in enumerate([(30 * GB, 30 * GB), (2 * GB, 0)])
+            ]
+            session.add_all(recs)
+            await session.flush()
+            session.add(
+                Discrepancy(
+                    reconciliation_id=recs[1].id,
+                    node_id=node_id,
+                    kind="unreceipted_claim",
+                    session_id="s-1",
+                    claimed=2 * GB,
+                    receipted=0,
+                    evidence={"note": EVIL},
+                )
+            )
+            for i, score in enumerate([0.95, 0.9, 0.84, 0.78, 0.7]):
+                session.add(
+                    TrustEvent(
+                        node_id=node_id,
+                        at=now - timedelta(minutes=50 - 10 * i),
+                        source="reconciliation",
+                        success=0.0,
+                        failure=1.0,
+                        score=score,
+                        level="good" if score >= 0.8 else "warned",
+                        detail="receipts covered 0% of claimed bytes",
+                    )
+                )
+            session.add(
+                TrustState(
+                    node_id=node_id,
+                    alpha=7.0,
+                    beta=3.0,
+                    updated_at=now,
+                    first_seen_at=now - timedelta(days=2),
+                    probes_passed=12,
+                    warned_at=now - timedelta(minutes=5),
+                )
+            )
+            session.add_all(
+                [
+                    JobLease(
+                        name="reconciliation",
+                        holder="worker-a:17:abc",
+                        fence=2,
+                        acquired_at=now,
+                        expires_at=now + timedelta(minutes=1),
+                    ),
+                    JobRun(
+                        job="reconciliation",
+                        holder="worker-a:17:abc",
+                        fence=1,
+                        started_at=now - timedelta(minutes=1),
+                        finished_at=now - timedelta(minutes=1),
+                        duration_ms=42,
+                        outcome="ok",
+                    ),
+                    JobRun(
+                        job="reconciliation",
+                        holder="worker-a:17:abc",
+                        fence=2,
+                        started_at=now,
+                        finished_at=now,
+                        duration_ms=7,
+                        outcome="error",
+                        error=f"database gone {EVIL}",
+                    ),
+                ]
+            )
+            await session.commit()
+
+    client.portal.call(insert)
+
+
+def penalise(client: TestClient, node_id: str) -> None:
+    now = utcnow()
+
+    async def insert() -> None:
+        async with client.app.state.ctx.sessions() as session:
+            session.add(
+                TrustState(
+                    node_id=node_id,
+                    alpha=5.0,
+                    beta=5.0,
+                    updated_at=now,
+                    first_seen_at=now - timedelta(days=3),
+                    probes_passed=12,
+                    warned_at=now - timedelta(hours=3),
+                    penalised_at=now - timedelta(hours=1),
+                )
+            )
+            await session.commit()
+
+    client.portal.call(insert)
+
+
+def run_money_jobs(client: TestClient, now: Any = None) -> None:
+    ctx = client.app.state.ctx
+
+    async def run() -> None:
+        await accrue_pending(ctx.sessions, ctx.settings, pay_factors=full_pay)
+        await run_cycle(ctx.sessions, ctx.settings, now=now or utcnow())
+
+    client.portal.call(run)
+
+
+def add_interval(client: TestClient, node_id: str, stream_id: str, paid: int) -> None:
+    start = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=3)
+
+    async def insert() -> None:
+        async with client.app.state.ctx.sessions() as session:
+            session.add(
+                Reconciliation(
+                    node_id=node_id,
+                    stream_id=stream_id,
+                    interval_start=start,
+                    interval_end=start + timedelta(minutes=1),
+                    claimed_bytes=paid,
+                    receipted_bytes=paid,
+                    plausible_bytes=paid,
+                    paid_bytes=paid,
+                    outcome="agree",
+                    ratio=1.0,
+                    excluded_sessions=0,
+                )
+            )
+            await session.commit()
+
+    client.portal.call(insert)
+
+
+@pytest.fixture(scope="module")
+def money(money_client: TestClient) -> MoneyWorld:
+    """$2 funded through the page's form; 30 GB paid ($1.50: $1.35 to the friend, sent by the
+    first cycle), then 8 GB ($0.40: $0.36, under the $1 minimum, carried over by the next);
+    $0.10 left, so the budget is low. A second stream was never funded."""
+    api = Api(money_client)
+    owner = api.register("streamer")
+    friend = _registered(api, "friend", "Fay")
+    admin = api.make_admin()
+    name, key = api.create_stream(owner, title=f"Chess {EVIL}")
+    node = api.register_node(friend, api.invite(owner, name, max_uses=5), name=f"node {EVIL}")
+    api.heartbeat(node)
+    stream_id = money_client.get(f"/api/v1/streams/{name}", headers=owner.headers).json()["id"]
+    scene = Scene(api, owner, friend, admin, name, key, node)
+    browser = scene.browser(owner)
+    response = browser.post(
+        f"/dashboard/streamer/streams/{name}/budget",
+        data={"csrf_token": browser.csrf(), "amount": "$2.00", "funding_id": "f-1", "note": "cash"},
+    )
+    assert response.status_code == 200, response.text
+    seed_verification(money_client, node.id, stream_id)
+    run_money_jobs(money_client)
+    add_interval(money_client, node.id, stream_id, 8 * GB)
+    run_money_jobs(money_client, now=utcnow() + timedelta(days=1))
+
+    unfunded, _ = api.create_stream(owner, title="Unfunded")
+    other_friend = _registered(api, "friend", "Penny Penalised")
+    other_node = api.register_node(other_friend, api.invite(owner, unfunded), name="penny-node")
+    api.set_status(owner, unfunded, "LIVE")
+    viewer = api.open_session(unfunded)
+    line = {"session_id": viewer["session_id"], "bytes": 5 * GB, "segments": 9, "requests": 9}
+    report = api.usage_report(unfunded, sessions=[line])
+    response = money_client.post(
+        f"/api/v1/nodes/{other_node.id}/usage", json=report, headers=other_node.headers
+    )
+    assert response.status_code == 200, response.text
+    penalise(money_client, other_node.id)
+    return MoneyWorld(scene, stream_id, unfunded, other_friend, other_node, "Penny Penalised")
+
+
+def test_friends_see_trust_checks_intervals_and_earnings(money: MoneyWorld):
+    scene = money.scene
+    body = scene.browser(scene.friend).get("/api/v1/dashboards/friend").json()
+    (node,) = body["nodes"]
+    trust = node["trust"]
+    assert trust["level"] == "warned" and trust["alert"] is True
+    assert trust["score_percent"] == "70%" and trust["pay_percent"] == "100%"
+    assert trust["message"].startswith("Warning:") and trust["probes_passed"] == 12
+    assert [p["score"] for p in node["trust_history"]] == [0.95, 0.9, 0.84, 0.78, 0.7]
+    probes = node["probes"]
+    assert [p["outcome"] for p in probes] == ["timeout", "ok", "ok"], "newest first"
+    assert probes[1]["ttfb_ms"] == 41 and probes[1]["throughput_bps"] == 24_000_000
+    recs = node["reconciliations"]
+    assert [(r["claimed_bytes"], r["receipted_bytes"], r["paid_bytes"]) for r in recs][-2:] == [
+        (2 * GB, 0, 0),
+        (30 * GB, 30 * GB, 30 * GB),
+    ]
+    assert recs[-2]["discrepancies"] == 1 and recs[-2]["discrepancy_kinds"] == "unreceipted claim"
+    assert node["money"] == {
+        "balance_micro_usd": 360_000,
+        "balance": "$0.36",
+        "earned": "$1.71",
+        "paid_out": "$1.35",
+        "carried_over": "$0.36",
+        "below_minimum": True,
+    }
+    assert node["budget"]["state"] == "low"
+    earnings = body["earnings"]
+    assert earnings["balance"] == "$0.36" and earnings["paid_out"] == "$1.35"
+    assert "below the minimum payout of $1.00" in earnings["next_payout"]
+    assert [a["net"] for a in earnings["accruals"]] == ["$0.36", "$1.35"]
+    assert [(p["status"], p["amount"]) for p in earnings["payouts"]] == [
+        ("carried_over", "$0.00"),
+        ("sent", "$1.35"),
+    ]
+    assert body["trust"]["state"] == "warned"
+    assert len(body["alerts"]) == 2, "the warning and the low budget"
+
+    page = scene.browser(scene.friend).get("/dashboard/friend").text
+    assert 'class="banner" role="alert"' in page and "Warning:" in page
+    assert "$1.35" in page and 'href="/dashboard/friend/statement.csv"' in page
+    assert EVIL not in page and f"no answer {EVIL_ESCAPED}" in page
+
+
+def test_friends_see_only_their_own_nodes_and_money(money: MoneyWorld):
+    scene = money.scene
+    other = scene.browser(money.other_friend).get("/api/v1/dashboards/friend").json()
+    assert [n["id"] for n in other["nodes"]] == [money.other_node.id]
+    assert other["earnings"]["balance"] == "$0.00" and other["earnings"]["accruals"] == []
+    (node,) = other["nodes"]
+    assert node["trust"]["level"] == "penalised" and node["trust"]["pay_percent"] == "0%"
+    assert node["budget"]["state"] == "exhausted"
+    assert any("no budget yet" in line for line in other["alerts"])
+    csv_text = scene.browser(money.other_friend).get("/dashboard/friend/statement.csv").text
+    assert scene.node.id not in csv_text
+    # A friend is neither a streamer nor an admin.
+    friend = scene.browser(scene.friend)
+    assert friend.get("/dashboard/streamer/statement.csv").status_code == 403
+    assert friend.get("/dashboard/operator/statement.csv").status_code == 403
+    assert_error(friend.get("/api/v1/dashboards/operator"), 403)
+
+
+def test_statements_download_as_csv_with_the_login_cookie(money: MoneyWorld):
+    scene = money.scene
+    assert Browser(scene.api.client).get("/dashboard/friend/statement.csv").status_code == 303
+    response = scene.browser(scene.friend).get("/dashboard/friend/statement.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    assert response.headers["cache-control"] == "no-store"
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert {r["line"] for r in rows} == {"accrual", "sent", "carried_over"}
+    assert sum(int(r["amount_micro_usd"]) for r in rows if r["line"] == "accrual") == 1_710_000
+    assert all(r["node_id"] == scene.node.id for r in rows)
+    streamer = scene.browser(scene.owner).get("/dashboard/streamer/statement.csv")
+    lines = list(csv.DictReader(io.StringIO(streamer.text)))
+    assert [r["amount_micro_usd"] for r in lines if r["line"] == "funding"] == ["2000000"]
+    operator = scene.browser(scene.admin).get("/dashboard/operator/statement.csv")
+    assert operator.status_code == 200 and "funding" in operator.text
+
+
+def test_streamers_see_their_budget_spend_per_node_and_trust(money: MoneyWorld):
+    scene = money.scene
+    body = scene.browser(scene.owner).get("/api/v1/dashboards/streamer").json()
+    funded = next(s for s in body["streams"] if s["name"] == scene.stream)
+    budget = funded["budget"]
+    assert (budget["state"], budget["balance"], budget["funded"], budget["spent"]) == (
+        "low",
+        "$0.10",
+        "$2.00",
+        "$1.90",
+    )
+    assert budget["needs_funds"] and "Record" in budget["advice"]
+    (spend,) = funded["spend"]
+    assert (spend["paid_bytes"], spend["gross"], spend["fee"], spend["net"]) == (
+        38 * GB,
+        "$1.90",
+        "$0.19",
+        "$1.71",
+    )
+    (node,) = funded["nodes"]
+    assert node["trust_level"] == "warned" and node["trust_percent"] == "70%"
+    unfunded = next(s for s in body["streams"] if s["name"] == money.unfunded_stream)
+    assert unfunded["budget"]["state"] == "exhausted" and unfunded["spend"] == []
+    assert unfunded["nodes"][0]["trust_level"] == "penalised"
+    assert body["funded"] == "$2.00" and body["spent"] == "$1.90"
+    page = scene.browser(scene.owner).get("/dashboard/streamer").text
+    assert "received</strong> from you outside it" in page
+    assert page.count('class="banner" role="alert"') == 2, "low and exhausted"
+
+
+def _budget_of(scene: Scene, name: str) -> dict[str, Any]:
+    body = scene.api.client.get(f"/api/v1/streams/{name}/budget", headers=scene.owner.headers)
+    return body.json()
+
+
+def test_recording_funds_needs_the_csrf_token_and_records_once(money: MoneyWorld):
+    scene = money.scene
+    name, _ = scene.api.create_stream(scene.owner, title="Funded here")  # others' money stays
+    url = f"/dashboard/streamer/streams/{name}/budget"
+    browser = scene.browser(scene.owner)
+    assert "CSRF" in html_error(browser.post(url, data={"amount": "5"}), 403)
+    forged = {"amount": "5", "csrf_token": scene.browser(scene.friend).csrf()}
+    html_error(browser.post(url, data=forged), 403)
+    assert _budget_of(scene, name)["funded_micro_usd"] == 0
+    form = {"csrf_token": browser.csrf(), "amount": "1,000.123456", "funding_id": "page-1"}
+    for _ in range(2):  # the same form sent twice (a double click, a reload)
+        response = browser.post(url, data=form)
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+        assert "Funds recorded for “Funded here”: its budget is now $1,000.123456." in (
+            response.text
+        )
+    assert _budget_of(scene, name)["funded_micro_usd"] == 1_000_123_456
+    # Another streamer and a friend may not fund this stream.
+    for account in (scene.api.register("streamer"), scene.friend):
+        other = scene.browser(account)
+        html_error(other.post(url, data={"csrf_token": other.csrf(), "amount": "5"}), 403)
+    assert _budget_of(scene, name)["funded_micro_usd"] == 1_000_123_456
+
+
+@pytest.mark.parametrize(
+    "amount", ["", "0", "-5", "abc", "1.1234567", "1e3", "0x10", "1000000.01", "9" * 5000]
+)
+def test_a_bad_amount_of_funds_is_a_400_page(money: MoneyWorld, amount: str):
+    scene = money.scene
+    browser = scene.browser(scene.owner)
+    response = browser.post(
+        f"/dashboard/streamer/streams/{scene.stream}/budget",
+        data={"csrf_token": browser.csrf(), "amount": amount},
+    )
+    assert "enter the amount received in US dollars" in html_error(response, 400)
+
+
+def test_operators_see_economics_jobs_trust_discrepancies_and_fees(money: MoneyWorld):
+    scene = money.scene
+    body = scene.browser(scene.admin).get("/api/v1/dashboards/operator").json()
+    economics = body["economics"]
+    assert economics["rate_per_gb"] == "$0.05" and economics["platform_fee_percent"] == "10%"
+    assert economics["payout_period"] == "24 hours" and economics["version"] is None
+    money_now = body["money"]
+    assert (money_now["fees"], money_now["earnings_owed"], money_now["payouts_sent"]) == (
+        "$0.19",
+        "$0.36",
+        "$1.35",
+    )
+    assert money_now["books_balance"] == "$0.00"
+    # Other tests record funds too; what was spent of them is this scenario's alone.
+    spent = parse_usd(money_now["funded"]) - parse_usd(money_now["budgets_left"])
+    assert spent == 1_900_000
+    job = next(j for j in body["jobs"] if j["name"] == "reconciliation")
+    assert job["holder"] == "worker-a:17:abc" and job["held"] is True
+    assert [(r["outcome"], r["duration_ms"]) for r in job["runs"]] == [("error", 7), ("ok", 42)]
+    assert job["runs"][0]["error"] == f"database gone {EVIL}"
+    assert {j["name"] for j in body["jobs"]} >= {"prober", "accrual", "payout_cycle"}
+    trust = {n["id"]: n for n in body["nodes"]}
+    assert trust[scene.node.id]["trust_level"] == "warned"
+    assert trust[money.other_node.id]["pay_percent"] == "0%"
+    (discrepancy,) = body["discrepancies"]
+    assert discrepancy["kind"] == "unreceipted_claim" and discrepancy["claimed"] == 2 * GB
+    assert EVIL in discrepancy["evidence"] and discrepancy["owner"] == "Fay"
+    assert [p["outcome"] for p in body["probe_failures"]] == ["timeout"]
+    page = scene.browser(scene.admin).get("/dashboard/operator").text
+    assert f"database gone {EVIL_ESCAPED}" in page and EVIL not in page
+    assert 'action="/dashboard/operator/economics"' in page
+
+
+def test_the_public_leaderboard_leaves_out_penalised_nodes(money: MoneyWorld):
+    board = money.scene.api.client.get("/api/v1/dashboards/public").json()["leaderboard"]
+    assert money.penalised_name not in {e["display_name"] for e in board}
+    assert money.penalised_name not in money.scene.browser().get("/").text
+
+
+@pytest.fixture
+def economics_client(backend: str, request: pytest.FixtureRequest, tmp_path: Any):
+    """A coordinator of its own: changing the economics must not change other tests' money."""
+    url = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_server").create_database()
+    settings = make_settings(tmp_path, url, run_background_jobs=False)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_operators_change_the_economics_through_the_form(economics_client: TestClient):
+    api = Api(economics_client)
+    admin, friend = api.make_admin(), api.register("friend")
+    browser = Browser(economics_client)
+    assert browser.login(admin.email).status_code == 303
+    url = "/dashboard/operator/economics"
+    good = {"rate_usd": "0.07", "platform_fee_percent": "12.5", "note": "winter rates"}
+    assert "CSRF" in html_error(browser.post(url, data=good), 403)
+    outsider = Browser(economics_client)
+    outsider.login(friend.email)
+    html_error(outsider.post(url, data={**good, "csrf_token": outsider.csrf()}), 403)
+
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/dashboard/operator").text)
+    assert csrf is not None
+    token = csrf.group(1)
+    bad = browser.post(
+        url, data={"csrf_token": token, "rate_usd": "lots", "vetting_pay_percent": "x"}
+    )
+    message = html_error(bad, 400)
+    assert "rate usd must be US dollars per GB" in message and "vetting pay percent" in message
+    too_much = browser.post(url, data={"csrf_token": token, "platform_fee_percent": "150"})
+    assert "platform_fee_bps is 15000; it must be from 0 to 10000" in html_error(too_much, 422)
+    same = browser.post(url, data={"csrf_token": token, "rate_usd": "0.05"})
+    assert "Nothing to change" in html_error(same, 422)
+    view = economics_client.get("/api/v1/admin/economics", headers=admin.headers).json()
+    assert view["history"] == [], "nothing was changed by the refused forms"
+
+    response = browser.post(url, data={"csrf_token": token, **good})
+    assert response.status_code == 303 and response.headers["location"].endswith("#economics")
+    current = economics_client.get("/api/v1/admin/economics", headers=admin.headers).json()
+    current = current["current"]
+    assert current["rate_micro_usd_per_gb"] == 70_000 and current["platform_fee_bps"] == 1_250
+    assert current["minimum_payout_micro_usd"] == 1_000_000 and current["note"] == "winter rates"
+    shown = browser.get("/api/v1/dashboards/operator").json()["economics"]
+    assert (shown["rate_per_gb"], shown["platform_fee_percent"], shown["rate_usd"]) == (
+        "$0.07",
+        "12.5%",
+        "0.07",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "micro"),
+    [("0.05", 50_000), ("$1,000", 1_000_000_000), (" 12.5 ", 12_500_000), ("0.000001", 1)],
+)
+def test_dollar_amounts_parse_exactly(text: str, micro: int):
+    assert parse_usd(text) == micro and type(parse_usd(text)) is int
+    assert parse_usd(plain_usd(micro)) == micro
+
+
+@pytest.mark.parametrize("text", ["", "-1", "1.0000001", "1e6", "nan", "inf", "1.2.3", "٣"])
+def test_bad_dollar_amounts_are_refused(text: str):
+    with pytest.raises(ValueError, match="not a dollar amount"):
+        parse_usd(text)
+
+
+def test_percentages_and_basis_points():
+    assert parse_percent("10") == 1_000 and parse_percent("12.5 %") == 1_250
+    assert parse_percent("0.01") == 1 and bps_percent(1_250) == "12.5%"
+    assert bps_percent(10_000) == "100%" and bps_percent(5) == "0.05%"
+    for bad in ("", "-1", "1.001", "1000", "x"):
+        with pytest.raises(ValueError, match="not a percentage"):
+            parse_percent(bad)
+    assert percent(0.7999) == "79%", "never rounded up across the warning line"

@@ -9,6 +9,7 @@ it). A stream key or invite code is shown once, on the answer to the POST that m
 from __future__ import annotations
 
 import logging
+import uuid
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -23,11 +24,23 @@ from ..accounts.service import login, logout, throttle
 from ..errors import AppError, Unauthorized
 from ..invites.schemas import InviteCreate
 from ..invites.service import create_invite
+from ..payouts import terms
+from ..payouts.budgets import fund_stream
+from ..payouts.schemas import FundBudget
+from ..payouts.statements import Scope, build_statement, friend_scope, streamer_scope, to_csv
 from ..streams.models import Stream
 from ..streams.service import ensure_manager, get_stream, rotate_key
-from .money import format_usd
-from .rendering import PageError, render
-from .service import friend_dashboard, operator_dashboard, public_dashboard, streamer_dashboard
+from .money import format_usd, parse_percent, parse_usd
+from .rendering import PageError, page_headers, render
+from .service import (
+    FRIEND_CSV,
+    OPERATOR_CSV,
+    STREAMER_CSV,
+    friend_dashboard,
+    operator_dashboard,
+    public_dashboard,
+    streamer_dashboard,
+)
 from .sessions import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -226,6 +239,12 @@ async def logout_submit(request: Request, ctx: Context, session: Session) -> Res
 @router.get(STREAMER_PAGE, response_class=HTMLResponse)
 async def streamer_page(request: Request, ctx: Context, session: Session) -> Response:
     web = await require_login(request, session, STREAMER_PAGE)
+    return await _streamer_page(request, ctx, session, web)
+
+
+async def _streamer_page(
+    request: Request, ctx: Context, session: Session, web: WebSession, recorded: str | None = None
+) -> Response:
     require_streamer(web.account)
     data = await streamer_dashboard(ctx, session, web.account)
     return render(
@@ -234,6 +253,10 @@ async def streamer_page(request: Request, ctx: Context, session: Session) -> Res
         web=web,
         data=data,
         price_per_gb=format_usd(data.cdn_price_micro_usd_per_gb),
+        # One id per page view: the same form sent twice (a double click, a resend) records
+        # the funds once.
+        funding_id=uuid.uuid4().hex,
+        recorded=next((s for s in data.streams if s.name == recorded), None),
     )
 
 
@@ -247,7 +270,7 @@ async def friend_page(request: Request, ctx: Context, session: Session) -> Respo
 @router.get(OPERATOR_PAGE, response_class=HTMLResponse)
 async def operator_page(request: Request, ctx: Context, session: Session) -> Response:
     web = await require_login(request, session, OPERATOR_PAGE)
-    if web.account.role != Role.ADMIN:
+    if web.account.role != Role.ADMIN:  # the page says more than require_admin_page
         raise PageError(
             403,
             "The operator's dashboard is for admins of this coordinator. Admins are made with "
@@ -256,6 +279,11 @@ async def operator_page(request: Request, ctx: Context, session: Session) -> Res
         )
     data = await operator_dashboard(ctx, session)
     return render(request, "operator.html", web=web, data=data)
+
+
+def require_admin_page(account: Account) -> None:
+    if account.role != Role.ADMIN:
+        raise PageError(403, "Only an admin may do this.", "Admins only")
 
 
 async def _managed_stream(session: Session, web: WebSession, name: str) -> Stream:
@@ -323,3 +351,121 @@ async def create_invite_from_page(
         join_command=f"streamr-node join {coordinator} --invite {code}",
         invite=invite,
     )
+
+
+FUNDS_REFUSED = (
+    "The funds were not recorded: enter the amount received in US dollars, more than 0 and "
+    "at most 1,000,000, with at most six decimals (e.g. 25 or 12.50); a note may have up to "
+    "200 characters."
+)
+
+
+@router.post(STREAMER_PAGE + "/streams/{name}/budget", response_class=HTMLResponse)
+async def record_funds(name: str, request: Request, ctx: Context, session: Session) -> Response:
+    """Record money the streamer paid outside the platform into the stream's budget."""
+    web = await require_login(request, session, None)
+    form = await read_form(request)
+    check_csrf(web, form)
+    stream = await _managed_stream(session, web, name)
+    try:
+        wanted = FundBudget(
+            amount_micro_usd=parse_usd(form.get("amount", "")),
+            funding_id=form.get("funding_id") or None,
+            note=form.get("note", "").strip(),
+        )
+    except (ValueError, ValidationError):
+        raise PageError(400, FUNDS_REFUSED) from None
+    funding = await fund_stream(
+        session,
+        stream,
+        wanted.amount_micro_usd,
+        actor=f"account:{web.account.id}",
+        funding_id=wanted.funding_id,
+        note=wanted.note,
+    )
+    log.info(
+        "funds recorded on the dashboard",
+        extra={"stream": stream.name, "duplicate": funding.duplicate},
+    )
+    # The page itself, saying what was recorded: sending the form again (a reload) records
+    # nothing more, as the form's funding id was used.
+    return await _streamer_page(request, ctx, session, web, recorded=stream.name)
+
+
+# (form field, economics term, parser, what to type)
+ECONOMICS_FIELDS = (
+    ("rate_usd", "rate_micro_usd_per_gb", parse_usd, "US dollars per GB, e.g. 0.05"),
+    ("platform_fee_percent", "platform_fee_bps", parse_percent, "percent, e.g. 10 or 12.5"),
+    ("minimum_payout_usd", "minimum_payout_micro_usd", parse_usd, "US dollars, e.g. 1.00"),
+    ("vetting_pay_percent", "vetting_pay_bps", parse_percent, "percent, e.g. 50"),
+    ("payout_period_s", "payout_period_s", int, "whole seconds, e.g. 86400 for a day"),
+)
+
+
+@router.post(OPERATOR_PAGE + "/economics", response_class=HTMLResponse)
+async def change_economics(request: Request, ctx: Context, session: Session) -> Response:
+    """A new version of the economics: the terms the form changed, the others as they were."""
+    web = await require_login(request, session, None)
+    form = await read_form(request)
+    check_csrf(web, form)
+    require_admin_page(web.account)
+    current, _ = await terms.current_economics(session, ctx.settings)
+    changes: dict[str, int] = {}
+    problems = []
+    for field, term, parse, hint in ECONOMICS_FIELDS:
+        text = form.get(field, "").strip()
+        if not text:
+            continue  # left empty: unchanged
+        try:
+            value = parse(text)
+        except ValueError:
+            problems.append(f"{field.replace('_', ' ')} must be {hint}, not {text[:40]!r}")
+            continue
+        if value != getattr(current, term):
+            changes[term] = value
+    note = form.get("note", "").strip()
+    if len(note) > 200:
+        problems.append("the note may have up to 200 characters")
+    if problems:
+        raise PageError(400, "The economics were not changed: " + "; ".join(problems) + ".")
+    try:
+        await terms.set_economics(
+            session, ctx.settings, changes, actor=f"account:{web.account.id}", note=note
+        )
+    except AppError as exc:
+        raise as_page_error(exc) from exc
+    log.info("economics changed on the dashboard", extra={"terms": sorted(changes)})
+    return RedirectResponse(f"{OPERATOR_PAGE}#economics", status_code=303)
+
+
+# --- Statements as CSV, for the logged-in browser ------------------------------------------
+
+
+async def _csv(request: Request, ctx: Context, session: Session, scope: Scope) -> Response:
+    economics, _ = await terms.current_economics(session, ctx.settings)
+    statement = await build_statement(
+        session, scope, minimum_payout=economics.minimum_payout_micro_usd, limit=100_000
+    )
+    headers = page_headers(private=True)
+    headers["Content-Disposition"] = f'attachment; filename="streamr-{scope.kind}-statement.csv"'
+    return Response(to_csv(statement), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get(FRIEND_CSV)
+async def friend_csv(request: Request, ctx: Context, session: Session) -> Response:
+    web = await require_login(request, session, FRIEND_PAGE)
+    return await _csv(request, ctx, session, await friend_scope(session, web.account.id))
+
+
+@router.get(STREAMER_CSV)
+async def streamer_csv(request: Request, ctx: Context, session: Session) -> Response:
+    web = await require_login(request, session, STREAMER_PAGE)
+    require_streamer(web.account)
+    return await _csv(request, ctx, session, await streamer_scope(session, web.account.id))
+
+
+@router.get(OPERATOR_CSV)
+async def operator_csv(request: Request, ctx: Context, session: Session) -> Response:
+    web = await require_login(request, session, OPERATOR_PAGE)
+    require_admin_page(web.account)
+    return await _csv(request, ctx, session, Scope("operator"))

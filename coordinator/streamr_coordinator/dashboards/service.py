@@ -21,6 +21,8 @@ from ..accounts.models import Account
 from ..context import AppContext
 from ..database import utcnow
 from ..invites.service import invite_out, list_invites
+from ..jobs.catalog import CATALOG
+from ..jobs.service import jobs_overview
 from ..nodes.models import Node
 from ..nodes.reachability import Verdict, advice
 from ..nodes.schemas import NodeOut
@@ -29,22 +31,28 @@ from ..streams.lifecycle import StreamStatus
 from ..streams.models import Stream
 from ..streams.service import node_counts
 from ..usage.models import IntegrityFailure, UsageLine, UsageReport
+from ..verification.models import Discrepancy, Probe
 from ..viewers.models import Receipt, ViewerSession
+from . import payments, standing
 from .formatting import format_duration
 from .money import format_usd, saved_micro_usd
 from .schemas import (
+    DiscrepancyRow,
     ErrorRates,
     FlaggedNode,
     FriendDashboard,
     FriendNode,
     HourlySeries,
+    JobRunRow,
     LeaderboardEntry,
     LiveStream,
     Notice,
     OperatorDashboard,
+    OperatorJob,
     OperatorNode,
     OperatorStream,
     OperatorTotals,
+    ProbeFailureRow,
     PublicDashboard,
     StreamBytes,
     StreamerDashboard,
@@ -68,16 +76,12 @@ ORIGIN_NOTE = (
     "that send none are not counted. Receipts are deleted with their viewer session, which is "
     "why hours older than {hours} are left blank."
 )
-TRUST_NOT_COMPUTED = Notice(
-    state="not_computed",
-    message="Not computed yet: trust will come from probes and from comparing what your nodes "
-    "report with what viewers receipt. Until then every node is treated alike.",
-)
-EARNINGS_NOT_ENABLED = Notice(
-    state="not_enabled",
-    message="Earnings appear here once payouts are enabled. Delivered bytes are already "
-    "recorded, so nothing you deliver now is lost.",
-)
+# The statements as CSV for the logged-in browser (pages.py serves them with the cookie).
+FRIEND_CSV = "/dashboard/friend/statement.csv"
+STREAMER_CSV = "/dashboard/streamer/statement.csv"
+OPERATOR_CSV = "/dashboard/operator/statement.csv"
+JOB_RUNS_SHOWN = 5
+OPERATOR_EVENTS_SHOWN = 20
 
 
 def watch_path(stream_name: str) -> str:
@@ -158,23 +162,34 @@ async def public_dashboard(ctx: AppContext, session: AsyncSession) -> PublicDash
                 watch_path=watch_path(stream.name),
             )
         )
+    now = utcnow()
+    hidden = await standing.penalised_nodes(session, ctx.settings, now)
     return PublicDashboard(
-        generated_at=utcnow(), live_streams=live, leaderboard=await leaderboard(session)
+        generated_at=now, live_streams=live, leaderboard=await leaderboard(session, hidden=hidden)
     )
 
 
 async def leaderboard(
-    session: AsyncSession, size: int = LEADERBOARD_SIZE
+    session: AsyncSession, size: int = LEADERBOARD_SIZE, hidden: Iterable[str] = ()
 ) -> list[LeaderboardEntry]:
-    """Friends by the bytes their nodes delivered (counted usage), display names only."""
+    """Friends by the bytes their nodes delivered (counted usage), display names only.
+
+    ``hidden`` nodes (penalised ones) do not count: a friend whose only nodes are penalised
+    is not named in public.
+    """
     delivered = func.sum(UsageReport.counted_bytes)
-    rows = await session.execute(
+    query = (
         select(Account.display_name, func.count(distinct(Node.id)), delivered)
         .select_from(UsageReport)
         .join(Node, Node.id == UsageReport.node_id)
         .join(Account, Account.id == Node.owner_id)
         .where(Account.disabled_at.is_(None))
-        .group_by(Account.id, Account.display_name)
+    )
+    hidden = list(hidden)
+    if hidden:
+        query = query.where(Node.id.not_in(hidden))
+    rows = await session.execute(
+        query.group_by(Account.id, Account.display_name)
         .having(delivered > 0)
         .order_by(delivered.desc(), Account.display_name, Account.id)
         .limit(size)
@@ -227,7 +242,11 @@ async def streamer_dashboard(
         .order_by(Stream.created_at.desc(), Stream.name)
         .limit(STREAMS_PER_STREAMER)
     )
-    shown = [await streamer_stream(ctx, session, stream, now, starts) for stream in streams]
+    economics = await payments.economics_now(session, ctx.settings)
+    shown = [
+        await streamer_stream(ctx, session, stream, now, starts, economics.vetting_pay_bps)
+        for stream in streams
+    ]
     total = sum(s.bytes.friend_bytes_total for s in shown)
     saved = saved_micro_usd(total, price)
     return StreamerDashboard(
@@ -237,18 +256,30 @@ async def streamer_dashboard(
         friend_bytes_total=total,
         money_saved_micro_usd=saved,
         money_saved=format_usd(saved),
+        funded=format_usd(sum(s.budget.funded_micro_usd for s in shown)),
+        spent=format_usd(sum(s.budget.spent_micro_usd for s in shown)),
+        rate_per_gb=format_usd(economics.rate_micro_usd_per_gb),
+        statement_csv=STREAMER_CSV,
         streams=shown,
     )
 
 
 async def streamer_stream(
-    ctx: AppContext, session: AsyncSession, stream: Stream, now: datetime, starts: list[datetime]
+    ctx: AppContext,
+    session: AsyncSession,
+    stream: Stream,
+    now: datetime,
+    starts: list[datetime],
+    vetting_pay_bps: int,
 ) -> StreamerStream:
     invites = [invite_out(i, stream.name) for i in await list_invites(session, stream)]
     nodes = await stream_nodes(session, stream)
     described = await describe(ctx, nodes, {stream.id: stream.name})
     friends = await display_names(session, (n.owner_id for n in nodes))
     against = await failures_against(session, [n.id for n in nodes], now - DAY)
+    trust = await standing.trust_now(
+        session, ctx.settings, [n.id for n in nodes], now, vetting_pay_bps
+    )
     supporting = []
     for node in described:
         health, text = node_health(node, against.get(node.id, 0))
@@ -257,6 +288,8 @@ async def streamer_stream(
                 id=node.id,
                 name=node.name,
                 friend=friends.get(node.owner_id, "(deleted account)"),
+                trust_level=trust[node.id].level,
+                trust_percent=trust[node.id].score_percent,
                 online=node.online,
                 connections=node.load.connections if node.load else None,
                 egress_bps=node.load.egress_bps if node.load else None,
@@ -358,6 +391,8 @@ async def streamer_stream(
             None if origin is None else share_percent(friend, origin)
             for friend, origin in zip(friend_by_hour, origin_by_hour, strict=True)
         ],
+        budget=await payments.stream_budget(session, stream.id),
+        spend=await payments.stream_spend(session, stream.id),
     )
 
 
@@ -423,6 +458,10 @@ async def friend_dashboard(
         )
         delivered = {node_id: int(total or 0) for node_id, total in rows}
     against = await failures_against(session, ids, now - DAY)
+    economics = await payments.economics_now(session, ctx.settings)
+    trust = await standing.trust_now(session, ctx.settings, ids, now, economics.vetting_pay_bps)
+    earnings, money = await payments.friend_earnings(session, account.id, ids, economics, now)
+    budgets = {sid: await payments.stream_budget(session, sid) for sid in sorted(streams)}
     mine = Node.owner_id == account.id
     reports_of_mine = join(UsageReport, Node, Node.id == UsageReport.node_id)
     by_hour = await per_hour(
@@ -452,9 +491,17 @@ async def friend_dashboard(
         )
     ).one()
     out = []
+    alerts = []
+    told: set[str] = set()
     for node in nodes:
         d = described[node.id]
         stream = streams[node.stream_id]
+        budget = budgets[node.stream_id]
+        if trust[node.id].alert:
+            alerts.append(f"{node.name}: {trust[node.id].message}")
+        if budget.needs_funds and stream.id not in told:
+            told.add(stream.id)  # once per stream, however many of the friend's nodes relay it
+            alerts.append(f"{stream.title}: {budget.message}")
         out.append(
             FriendNode(
                 id=node.id,
@@ -473,6 +520,12 @@ async def friend_dashboard(
                 advice=reachability_advice(node),
                 delivered_bytes=delivered.get(node.id, 0),
                 integrity_failures_24h=against.get(node.id, 0),
+                trust=trust[node.id],
+                trust_history=await standing.history(session, node.id),
+                probes=await standing.probes(session, node.id),
+                reconciliations=await standing.reconciliations(session, node.id),
+                money=money[node.id],
+                budget=Notice(state=budget.state, message=budget.message),
             )
         )
     return FriendDashboard(
@@ -482,8 +535,10 @@ async def friend_dashboard(
         delivered_bytes_total=int(total),
         delivered_bytes_24h=int(last_day),
         delivered_by_hour=HourlySeries(starts=starts, values=by_hour),
-        trust=TRUST_NOT_COMPUTED,
-        earnings=EARNINGS_NOT_ENABLED,
+        trust=standing.summary(trust),
+        alerts=alerts,
+        earnings=earnings,
+        statement_csv=FRIEND_CSV,
     )
 
 
@@ -557,6 +612,10 @@ async def operator_dashboard(ctx: AppContext, session: AsyncSession) -> Operator
             .limit(OPERATOR_ROWS)
         )
     ).all()
+    economics = await payments.economics_now(session, ctx.settings)
+    trust = await standing.trust_now(
+        session, ctx.settings, [row[0].id for row in node_rows], now, economics.vetting_pay_bps
+    )
     nodes = []
     for node, stream_name, owner in node_rows:
         total, last_day, _, last_at = against.get(node.id, (0, 0, 0, None))
@@ -572,6 +631,9 @@ async def operator_dashboard(ctx: AppContext, session: AsyncSession) -> Operator
                 integrity_failures_24h=last_day,
                 integrity_failures_total=total,
                 flagged=last_at is not None and last_at >= now - FLAG_WINDOW,
+                trust_level=trust[node.id].level,
+                trust_percent=trust[node.id].score_percent,
+                pay_percent=trust[node.id].pay_percent,
             )
         )
 
@@ -621,7 +683,87 @@ async def operator_dashboard(ctx: AppContext, session: AsyncSession) -> Operator
         nodes_shown_of=len(registered),
         flagged=flagged,
         error_rates=error_rates,
+        economics=await payments.economics_view(session, ctx.settings),
+        money=await payments.platform_money(session),
+        jobs=await operator_jobs(ctx, session),
+        discrepancies=await recent_discrepancies(session),
+        probe_failures=await recent_probe_failures(session),
+        statement_csv=OPERATOR_CSV,
     )
+
+
+async def operator_jobs(ctx: AppContext, session: AsyncSession) -> list[OperatorJob]:
+    overview = await jobs_overview(session, CATALOG, ctx.settings, JOB_RUNS_SHOWN)
+    return [
+        OperatorJob(
+            name=job.name,
+            interval_s=job.interval_s,
+            holder=(job.lease.holder or "") if job.lease else "",
+            held=job.lease.held if job.lease else False,
+            last_ok_at=job.last_ok_at,
+            last_error_at=job.last_error_at,
+            runs=[
+                JobRunRow(
+                    started_at=run.started_at,
+                    outcome=run.outcome,
+                    duration_ms=run.duration_ms,
+                    error=run.error or "",
+                )
+                for run in job.runs
+            ],
+        )
+        for job in overview.jobs
+    ]
+
+
+async def recent_discrepancies(
+    session: AsyncSession, limit: int = OPERATOR_EVENTS_SHOWN
+) -> list[DiscrepancyRow]:
+    rows = await session.execute(
+        select(Discrepancy, Node.name, Account.display_name)
+        .outerjoin(Node, Node.id == Discrepancy.node_id)
+        .outerjoin(Account, Account.id == Node.owner_id)
+        .order_by(Discrepancy.created_at.desc(), Discrepancy.id.desc())
+        .limit(limit)
+    )
+    return [
+        DiscrepancyRow(
+            created_at=d.created_at,
+            node_name=name or d.node_id,
+            owner=owner or "(deleted account)",
+            kind=d.kind,
+            session_id=d.session_id,
+            claimed=d.claimed,
+            receipted=d.receipted,
+            evidence=payments.evidence_text(d.evidence),
+        )
+        for d, name, owner in rows
+    ]
+
+
+async def recent_probe_failures(
+    session: AsyncSession, limit: int = OPERATOR_EVENTS_SHOWN
+) -> list[ProbeFailureRow]:
+    rows = await session.execute(
+        select(Probe, Node.name, Account.display_name)
+        .join(Node, Node.id == Probe.node_id)
+        .outerjoin(Account, Account.id == Node.owner_id)
+        .where(Probe.outcome != "ok")
+        .order_by(Probe.started_at.desc(), Probe.id.desc())
+        .limit(limit)
+    )
+    return [
+        ProbeFailureRow(
+            started_at=p.started_at,
+            node_name=name,
+            owner=owner or "(deleted account)",
+            outcome=p.outcome,
+            segment=p.segment,
+            ttfb_ms=p.ttfb_ms,
+            detail=p.detail,
+        )
+        for p, name, owner in rows
+    ]
 
 
 async def flagged_nodes(

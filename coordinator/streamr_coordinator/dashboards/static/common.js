@@ -53,6 +53,8 @@ const FORMATS = {
   online: (value) => (value ? "online" : "offline"),
   reach: (value) => (value ? String(value).replaceAll("_", " ") : "not checked yet"),
   percent: (value) => (value == null ? "nothing delivered yet" : `${value} %`),
+  ms: (value) => (value == null ? "—" : `${value} ms`),
+  version: (value) => (value == null ? "defaults" : String(value)),
   words: (value) => (value == null ? "" : String(value).replaceAll("_", " ")),
   counts: (value) => {
     const entries = Object.entries(value || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -98,6 +100,9 @@ export function fill(root, data) {
   for (const el of own(root, "[data-show-if]")) {
     el.hidden = !lookup(data, el.dataset.showIf);
   }
+  for (const el of own(root, "[data-hide-if]")) {
+    el.hidden = Boolean(lookup(data, el.dataset.hideIf));
+  }
   for (const el of own(root, "[data-list]")) {
     const items = lookup(data, el.dataset.list) || [];
     el.replaceChildren(
@@ -127,14 +132,34 @@ function emptyRow(container) {
   return item;
 }
 
+// A row and the lists of rows nested in it (a node's probes, a job's runs).
+function fillItem(item, row) {
+  fill(item, row);
+  fillAllRows(item, row);
+}
+
 export function fillRows(container, rows) {
   const snapshot = JSON.stringify(rows);
   if (container.dataset.snapshot === snapshot) return; // unchanged: keep the reader's place
   container.dataset.snapshot = snapshot;
+  // With data-key, rows that are still the same ones (same keys, same order) are updated in
+  // place, so a chart or an opened <details> inside them stays.
+  const key = container.dataset.key;
+  const current = [...container.children].filter((el) => el.dataset.rowKey !== undefined);
+  if (
+    key &&
+    rows.length > 0 &&
+    current.length === rows.length &&
+    current.every((el, i) => el.dataset.rowKey === String(rows[i][key]))
+  ) {
+    current.forEach((el, i) => fillItem(el, rows[i]));
+    return;
+  }
   const template = document.getElementById(container.dataset.template);
   const made = rows.map((row) => {
     const item = template.content.firstElementChild.cloneNode(true);
-    fill(item, row);
+    if (key) item.dataset.rowKey = String(row[key]);
+    fillItem(item, row);
     return item;
   });
   container.replaceChildren(...(made.length ? made : [emptyRow(container)]));
@@ -218,6 +243,48 @@ export function drawChart(
   });
   canvas.dataset.rendered = "true";
   return chart;
+}
+
+// A line chart of values from 0 to 1 shown as percent (trust over time), or an updated one.
+export function drawLine(canvas, existing, { labels, values, label, color }) {
+  if (existing && existing.canvas === canvas) {
+    existing.data.labels = labels;
+    existing.data.datasets[0].data = values;
+    existing.update("none");
+    return existing;
+  }
+  if (existing) existing.destroy(); // its row was rebuilt: the canvas is a new one
+  if (!window.Chart) {
+    chartMissing(canvas);
+    return null;
+  }
+  const chart = new window.Chart(canvas, {
+    type: "line",
+    data: {
+      labels,
+      datasets: [{ label, data: values, borderColor: color, backgroundColor: color, pointRadius: 2, stepped: false }],
+    },
+    options: {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: false,
+      scales: {
+        y: { min: 0, max: 1, ticks: { callback: (value) => `${Math.round(value * 100)}%` } },
+        x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 6 } },
+      },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: { label: (ctx) => `${label}: ${Math.floor(ctx.parsed.y * 100)}%` } },
+      },
+    },
+  });
+  canvas.dataset.rendered = "true";
+  return chart;
+}
+
+// "MM-DD HH:MM" in UTC, for points in time that span days.
+export function timeLabels(times) {
+  return times.map((time) => new Date(time).toISOString().slice(5, 16).replace("T", " "));
 }
 
 // Fetch the page's JSON now and every POLL_MS while the page is visible; back off on errors

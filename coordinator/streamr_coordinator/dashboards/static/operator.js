@@ -1,4 +1,5 @@
-// The operator's page: totals, flagged nodes, every stream and node, errors per hour.
+// The operator's page: economics, money, jobs, trust, discrepancies, failed probes, flagged
+// nodes, every stream and node, errors per hour.
 import { COLORS, drawChart, fill, fillAllRows, hourLabels, poll } from "./common.js";
 
 const main = document.getElementById("main");
