@@ -27,7 +27,7 @@ from .verification_app import attest, vclient  # noqa: F401 - fixture
 
 SEGMENTS = [(seq, os.urandom(3000 + seq)) for seq in range(1, 6)]
 FAST = prober.Timings(first_byte_s=0.5, progress_s=0.5, min_deadline_s=1.0, not_yet_retries=1,
-                      not_yet_wait_s=0.05)  # fmt: skip
+                      not_yet_wait_s=0.05, retry_wait_s=0.05)  # fmt: skip
 
 
 @dataclass
@@ -36,6 +36,7 @@ class FakeNodes:
 
     url: str
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    failed_once: set[str] = field(default_factory=set)  # flaky: paths already failed
     release: threading.Event = field(default_factory=threading.Event)
 
     def node_url(self, node_id: str, mode: str) -> str:
@@ -60,6 +61,9 @@ def fake_nodes() -> Iterator[FakeNodes]:
             if len(parts) != 5 or parts[2] != "hls" or parts[4] not in data or mode == "missing":
                 return self._send(404, b"{}", "application/json")
             body = data[parts[4]]
+            if mode == "flaky" and self.path not in nodes.failed_once:
+                nodes.failed_once.add(self.path)  # the first ask of each segment, per session
+                return self._send(503, b"busy", "text/plain")
             if mode == "altered":
                 body = body[:100] + bytes([body[100] ^ 1]) + body[101:]
             if mode == "slow":
@@ -108,7 +112,7 @@ def live(vclient, fake_nodes) -> Live:  # noqa: F811
     attest(vclient, stream, SEGMENTS)
     code = api.invite(owner, stream, max_uses=10)
     nodes = {}
-    for mode in ("good", "altered", "slow", "missing"):
+    for mode in ("good", "altered", "slow", "missing", "flaky"):
         node = api.register_node(friend, code, name=f"{mode} node")
         api.heartbeat(node, public_url=fake_nodes.node_url(node.id, mode))
         assert api.check_reachability(node)["status"] == "reachable"
@@ -256,3 +260,46 @@ def test_headers_follow_the_browser_and_the_scheme():
     assert secure["Sec-Fetch-Mode"] == "cors" and secure["Sec-Fetch-Site"] == "same-site"
     assert secure["Host"] == "n.example.com" and secure["Origin"] == "https://w.example.com"
     assert prober.page_origin("https://w.example:443/watch", "h", 1) == "https://w.example"
+
+
+def test_a_failed_fetch_is_asked_once_more_and_only_the_answer_is_judged(live, fake_nodes):
+    report = probe(live, "flaky")
+    assert report.outcomes == {"ok": 3}
+    assert all(f.attempts == 2 and f.retried[0].outcome == "error" for f in report.fetches)
+    probes = rows(live, select(Probe).where(Probe.node_id == live.nodes["flaky"]))
+    assert [(p.outcome, p.attempts) for p in probes] == [("ok", 2)] * 3
+    assert all(p.detail.startswith("attempt 1: error (HTTP 503)") for p in probes)
+    assert len({p.recorded_at for p in probes}) == 1  # the session is read whole by trust
+    # The node saw each segment asked twice on the same session; the page receipts both.
+    seen = [path for path, _ in fake_nodes.requests if f"/flaky/{live.nodes['flaky']}/hls/" in path]
+    assert len(seen) == 6 and len(set(seen)) == 3
+    receipts = rows(live, select(Receipt).where(Receipt.session_id == report.session_id))
+    assert sorted((r.sequence, r.outcome) for r in receipts) == sorted(
+        [(p.sequence, "error") for p in probes] + [(p.sequence, "ok") for p in probes]
+    )
+
+
+def test_a_mismatch_is_never_asked_again(live, fake_nodes):
+    report = probe(live, "altered", segments=1)
+    assert report.outcomes == {"mismatch": 1} and report.fetches[0].attempts == 1
+    path = next(p for p, _ in fake_nodes.requests if f"/altered/{live.nodes['altered']}/hls/" in p)
+    assert sum(p == path for p, _ in fake_nodes.requests) == 1
+
+
+def test_a_probe_session_is_one_trust_observation_after_retries(live):
+    probe(live, "flaky")
+    probe(live, "slow", segments=2)  # timed out twice per segment: judged failed
+    ctx = live.api.client.app.state.ctx
+    from datetime import timedelta
+
+    later = utcnow() + timedelta(seconds=SETTLE_S + 1)
+    live.api.client.portal.call(lambda: update_trust(ctx, later))
+    flaky = rows(live, select(TrustEvent).where(TrustEvent.node_id == live.nodes["flaky"]))
+    assert [(e.source, e.success, e.failure) for e in flaky] == [("probe", 1.0, 0.0)]
+    assert "1 observation(s)" in flaky[0].detail and "3 after a retry" in flaky[0].detail
+    state = rows(live, select(TrustState).where(TrustState.node_id == live.nodes["flaky"]))[0]
+    assert state.probes_passed == 3
+    slow = rows(live, select(TrustEvent).where(TrustEvent.node_id == live.nodes["slow"]))
+    assert [(e.source, e.success, e.failure) for e in slow] == [("probe", 0.0, 1.0)]
+    slow_rows = rows(live, select(Probe).where(Probe.node_id == live.nodes["slow"]))
+    assert {(p.outcome, p.attempts) for p in slow_rows} == {("timeout", 2)}

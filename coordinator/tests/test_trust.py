@@ -167,3 +167,51 @@ def test_more_success_never_lowers_the_score(observations, extra):
     more = trust.observe(state, [Observation(at, "probe", extra, 0)], P)
     worse = trust.observe(state, [Observation(at, "probe", 0, extra)], P)
     assert trust.score(worse) < trust.score(state) < trust.score(more)
+
+
+def test_a_probe_session_is_one_observation_judged_whole():
+    assert trust.probe_session_observation([], T0, P) is None
+    ok = trust.probe_session_observation(["ok"] * 4, T0, P)
+    assert ok is not None and (ok.success, ok.failure, ok.passed) == (1.0, 0.0, 4)
+    assert ok.source == "probe" and ok.at == T0
+    # A burst of loss in one session weighs at most one lost probe, split by its share.
+    lossy = trust.probe_session_observation(["ok", "timeout", "ok", "error"], T0, P)
+    assert lossy is not None and (lossy.success, lossy.passed) == (0.5, 2)
+    assert lossy.failure == pytest.approx(P.failure_weight * 0.5)
+    # Any mismatch is strong evidence, however many fetches were fine, and passes nothing.
+    bad = trust.probe_session_observation(["ok", "ok", "mismatch"], T0, P)
+    assert bad is not None and (bad.success, bad.failure, bad.passed) == (0, P.mismatch_weight, 0)
+    state = trust.observe(trust.initial(T0, P), [ok, lossy], P)
+    assert state.probes_passed == 6
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["ok", "error", "timeout", "stall", "missing"]), min_size=1))
+def test_a_probe_session_without_mismatch_never_weighs_more_than_one_probe(outcomes):
+    o = trust.probe_session_observation(outcomes, T0, P)
+    assert o is not None
+    assert o.success + o.failure == pytest.approx(1.0)
+    assert o.passed == outcomes.count("ok")
+    worst = trust.observe(trust.initial(T0, P), [o], P)
+    assert trust.score(worst) >= 0.9  # a new node survives any one session of lost fetches
+
+
+def test_a_quiet_interval_of_viewers_weighs_by_the_fetches_it_covers():
+    one = trust.viewer_observation(T0, 0, 1, 0, P)
+    assert one is not None and one.failure == pytest.approx(P.viewer_weight / P.viewer_full_fetches)
+    full = trust.viewer_observation(T0, 0, P.viewer_full_fetches, 0, P)
+    busy = trust.viewer_observation(T0, 0, 10 * P.viewer_full_fetches, 0, P)
+    assert full is not None and busy is not None
+    assert full.failure == busy.failure == pytest.approx(P.viewer_weight)  # saturates
+    # Mismatches are not scaled down: one is hard evidence however quiet the interval.
+    strong = trust.viewer_observation(T0, 0, 0, 1, P)
+    assert strong is not None and strong.failure >= P.mismatch_weight
+    # Two quiet intervals whose only fetch failed leave a new node above 0.9.
+    state = trust.observe(trust.initial(T0, P), [one, replace_at(one, later(60))], P)
+    assert trust.score(state) >= 0.9
+
+
+def replace_at(o: Observation, at: datetime) -> Observation:
+    from dataclasses import replace
+
+    return replace(o, at=at)

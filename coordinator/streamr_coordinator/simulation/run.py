@@ -14,7 +14,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..nodes.relays import RelayCandidate
 from ..payouts.economics import Economics, apply_bps, earned_micro_usd, split
@@ -92,8 +92,7 @@ class _NodeBook:
         "next_claims",
         "next_receipts",
         "outcomes",
-        "probe_obs",
-        "probed",
+        "probe_sessions",
         "receipts",
         "report",
         "state",
@@ -109,8 +108,8 @@ class _NodeBook:
         self.receipts: list[ReceiptFact] = []
         self.next_receipts: list[ReceiptFact] = []
         self.outcomes = [0, 0, 0]  # viewers' ok, failed, mismatched fetches this interval
-        self.probe_obs: list[trust.Observation] = []
-        self.probed: set[str] = set()  # probe sessions judged this interval
+        # Probe session -> (its first fetch this interval, the judged outcomes of its fetches).
+        self.probe_sessions: dict[str, tuple[datetime, list[str]]] = {}
 
 
 class Simulation:
@@ -270,43 +269,28 @@ class Simulation:
                 continue
             tried += 1
             node = self.nodes[node_id]
-            st = node.strategy
-            age = t - s.opened_s
-            key = (node_id, s.session_id)
-            self.requests[key] += 1
-            intent = st.intent(age, self.requests[key], rng)
-            if hasattr(st, "guesses_probe"):
-                res.guesses[(s.is_probe, st.guesses_probe(age, self.requests[key]))] += 1
-            outcome = self._attempt(node, intent)
-            self._claim(node, s, st.claim(intent, outcome, size, rng), t, end_s)
-            got = (
-                size
-                if outcome in ("ok", "mismatch")
-                else (rng.randrange(size) if outcome == "stall" else 0)
-            )
-            sent_s = t + rng.uniform(0.5, 5.0)  # the page sends its batch every 5 s
-            if not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
-                self._receipt(node_id, s, seq, got, outcome, sent_s, end_s)
-            book = self.books[node_id]
+            outcome = self._request(s, node, seq, size, t, end_s)
             if s.is_probe:
-                # The prober judges one fetch of each probe session per interval; the rest is
-                # what makes the session look like any viewer's (its receipts count too).
-                res.probe_fetches += 1
-                if s.session_id not in book.probed:
-                    book.probed.add(s.session_id)
-                    judged = outcome
-                    if outcome in ("error", "stall"):
-                        # The prober asks once more before it judges, as the page asks a node
-                        # again: a lone lost packet is not the node's doing.
-                        judged = self._attempt(node, st.intent(age, self.requests[key], rng))
-                    at = EPOCH + timedelta(seconds=t)
-                    book.probe_obs.append(trust.probe_observation(at, judged, self.tp))
-                    book.report.probes_judged += 1
-                    book.report.probes_failed += judged != "ok"
-            else:
-                book.outcomes[{"ok": 0, "mismatch": 2}.get(outcome, 1)] += 1
-                book.report.viewer_fetches += 1
-                book.report.viewer_failed += outcome != "ok"
+                book = self.books[node_id]
+                at = EPOCH + timedelta(seconds=t)
+                judged = outcome
+                if outcome in ("error", "stall"):
+                    # As verification/prober.py does: an error or a timeout is asked of the same
+                    # node once more, a second later; only that answer is judged.
+                    t += 1.0
+                    judged = self._request(s, node, seq, size, t, end_s, retry=True)
+                book.probe_sessions.setdefault(s.session_id, (at, []))[1].append(judged)
+                book.report.probes_judged += 1
+                book.report.probes_failed += judged != "ok"
+                if judged == "ok" and outcome != "ok":
+                    node.delivered += size
+                    res.node_bytes += size
+                    # ...and then moves on from it as a viewer's page would have: a probe
+                    # session must keep a viewer's path through routing (and so its age mix at
+                    # every node), or a node could tell probes by their age.
+                    s.avoid.add(node_id)
+                    s.failed = True
+                    return
             if outcome == "ok":
                 node.delivered += size
                 res.node_bytes += size
@@ -315,6 +299,48 @@ class Simulation:
             s.failed = True
             t += rng.uniform(0.2, 1.0)
         res.origin_bytes += size
+
+    def _request(
+        self,
+        s: Session,
+        node: Node,
+        seq: int,
+        size: int,
+        t: float,
+        end_s: float,
+        retry: bool = False,
+    ) -> str:
+        """One request of ``s`` to ``node``: what the node sends, claims and is receipted.
+        ``guesses`` counts fetches, not the prober's retry of one (a tell of its own, which
+        verification/prober.py's docstring names)."""
+        rng, res = self.rng, self.results
+        st = node.strategy
+        age = t - s.opened_s
+        key = (node.node_id, s.session_id)
+        self.requests[key] += 1
+        intent = st.intent(age, self.requests[key], rng)
+        if hasattr(st, "guesses_probe") and not retry:
+            res.guesses[(s.is_probe, st.guesses_probe(age, self.requests[key]))] += 1
+        outcome = self._attempt(node, intent)
+        self._claim(node, s, st.claim(intent, outcome, size, rng), t, end_s)
+        got = (
+            size
+            if outcome in ("ok", "mismatch")
+            else (rng.randrange(size) if outcome == "stall" else 0)
+        )
+        sent_s = t + rng.uniform(0.5, 5.0)  # the page sends its batch every 5 s
+        if not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
+            self._receipt(node.node_id, s, seq, got, outcome, sent_s, end_s)
+        if s.is_probe:
+            # Every fetch of a probe session makes it look like any viewer's (its receipts
+            # count too); the prober's judgement is ``_fetch``'s.
+            res.probe_fetches += 1
+        else:
+            book = self.books[node.node_id]
+            book.outcomes[{"ok": 0, "mismatch": 2}.get(outcome, 1)] += 1
+            book.report.viewer_fetches += 1
+            book.report.viewer_failed += outcome != "ok"
+        return outcome
 
     def _attempt(self, node: Node, intent: str) -> str:
         """What the viewer gets: the node's intent, unless the network loses it."""
@@ -366,7 +392,12 @@ class Simulation:
         for node_id, node in self.nodes.items():
             book = self.books[node_id]
             rep = book.report
-            obs = list(book.probe_obs)
+            # The service's rule (trust_service.py): one observation per probe session.
+            obs = [
+                o
+                for at, outcomes in book.probe_sessions.values()
+                if (o := trust.probe_session_observation(outcomes, at, self.tp)) is not None
+            ]
             if book.claims or book.receipts:
                 sids = book.claims.keys() | {r.session_id for r in book.receipts}
                 at = end - timedelta(seconds=1)
@@ -432,8 +463,7 @@ class Simulation:
             book.claims, book.next_claims = book.next_claims, {}
             book.receipts, book.next_receipts = book.next_receipts, []
             book.outcomes = [0, 0, 0]
-            book.probe_obs = []
-            book.probed = set()
+            book.probe_sessions = {}
 
     def _prune(self, now_s: float) -> None:
         keep_s = self.rp.max_receipt_age_s + 2 * self.cfg.interval_s

@@ -27,7 +27,8 @@ from ..database import ID, Base, UTCDateTime, utcnow
 
 
 class Probe(Base):
-    """One segment fetch by the prober from a node's public URL, as a viewer would make it."""
+    """One segment fetch by the prober from a node's public URL, as a viewer would make it. The
+    rows of one probe session share ``session_id`` and are judged together (trust_service)."""
 
     __tablename__ = "probes"
     __table_args__ = (Index(None, "node_id", "started_at"),)
@@ -45,6 +46,9 @@ class Probe(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     throughput_bps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     outcome: Mapped[str] = mapped_column(String(8))  # ok | mismatch | error | timeout | missing
+    # 2: the first attempt failed (error or timeout) and was asked again, as a player would;
+    # ``outcome`` and the timings are the second attempt's, ``detail`` says what the first got.
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[str] = mapped_column(String(300), default="")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

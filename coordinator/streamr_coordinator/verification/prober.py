@@ -15,16 +15,22 @@ A probe is a viewer session in every way a node can observe:
   connection, follows new segments as they appear, asks the coordinator for its sources and
   sends receipts like the page (the node never sees those calls), then goes away as a viewer
   who stops watching;
+- a segment whose fetch fails (error or timeout) is asked once more on the same session about a
+  second later, as hls.js retries a fragment; only that second answer is judged (trust), both are
+  recorded and receipted. A mismatch is never asked again;
 - when it happens is random: per node, exponential inter-arrival times (a Poisson process with
   mean ``probe_interval_s``) from the operating system's randomness, so the past says nothing
   about the next probe.
 
 What is left for a node to tell: the address a probe comes from (in production the prober
 should egress from addresses viewers also use, e.g. the same mobile and residential ranges, or
-through the same CDN edge as the watch page), TLS and TCP fingerprints of the HTTP client, and
-that a probe never plays more than ``probe_segments`` segments. None of these is visible per
-request to a node that must serve every viewer well, and every probe also pays (its receipts
-count like any viewer's), so serving "only probes well" means serving everyone well.
+through the same CDN edge as the watch page), TLS and TCP fingerprints of the HTTP client,
+that a probe never plays more than ``probe_segments`` segments, and that after a failed fetch a
+probe asks the same node again where a page would go on to its next source (a node sees that
+only after failing a fetch, and what it does to viewers that way shows in their receipts).
+None of these is visible per request to a node that must serve every viewer well, and every
+probe also pays (its receipts count like any viewer's), so serving "only probes well" means
+serving everyone well.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -79,6 +85,9 @@ class Timings:
     min_deadline_s: float = 4.0  # whole segment within max(this, 2 x its duration)
     not_yet_retries: int = 4  # a node's 404 for a new segment is asked again this often...
     not_yet_wait_s: float = 0.3  # ...this far apart, then it is ``missing``
+    # An error or a timeout is asked again once, this long after (the page's ROUND_WAIT_MS,
+    # hls.js's fragment retry), before it is judged: a lost packet is not the node's doing.
+    retry_wait_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,24 @@ class Fetch:
     ttfb_ms: int | None
     duration_ms: int | None
     detail: str = ""
+    retried: tuple[Fetch, ...] = ()  # earlier attempts of this segment that failed
+
+    @property
+    def attempts(self) -> int:
+        return 1 + len(self.retried)
+
+    @property
+    def record_detail(self) -> str:
+        """What the row says: every attempt, the judged one last."""
+        earlier = "; ".join(
+            f"attempt {i}: {f.outcome}" + (f" ({f.detail})" if f.detail else "")
+            for i, f in enumerate(self.retried, 1)
+        )
+        if not earlier:
+            return self.detail
+        return f"{earlier}; attempt {self.attempts}: {self.outcome}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
 
     @property
     def throughput_bps(self) -> int | None:
@@ -261,7 +288,28 @@ async def fetch_segment(
     segment: SignedSegment,
     timings: Timings = Timings(),
 ) -> Fetch:
-    """One GET as the page makes it, with the page's verdict: size and SHA-256 must match."""
+    """One GET as the page makes it, with the page's verdict: size and SHA-256 must match.
+
+    An error or a timeout is asked once more, after ``retry_wait_s`` on the same session, as a
+    player retries a fragment; the second attempt is the judgement and the first stays in
+    ``retried``. A mismatch is never asked again: bytes that differ from the signed index are
+    the node's doing whatever the network did."""
+    first = await _attempt(client, url, headers, segment, timings)
+    if first.outcome not in ("error", "timeout"):
+        return first
+    await asyncio.sleep(timings.retry_wait_s)
+    second = await _attempt(client, url, headers, segment, timings)
+    return replace(second, started_at=first.started_at, retried=(first,))
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: list[tuple[str, str]],
+    segment: SignedSegment,
+    timings: Timings,
+) -> Fetch:
+    """One attempt: a GET, asked again while the node says 404 for a brand-new segment."""
     started_at = utcnow()
     for attempt in range(timings.not_yet_retries + 1):
         fetch = await _fetch_once(client, url, headers, segment, timings, started_at)
@@ -404,17 +452,19 @@ class _ViewerImitation:
         self.polled_at = time.monotonic()
 
     def add(self, fetch: Fetch) -> None:
-        self.pending.append(
+        """Receipts for every attempt, as the page receipts each one it made."""
+        self.pending.extend(
             Receipt(
                 source_kind="node",
                 node_id=self.node_id,
-                segment=fetch.segment.name,
-                sequence=fetch.segment.sequence,
-                bytes=min(fetch.bytes, 1_000_000_000),
-                ttfb_ms=None if fetch.ttfb_ms is None else min(fetch.ttfb_ms, 600_000),
-                download_ms=None if fetch.duration_ms is None else min(fetch.duration_ms, 600_000),
-                outcome=fetch.receipt_outcome,
+                segment=f.segment.name,
+                sequence=f.segment.sequence,
+                bytes=min(f.bytes, 1_000_000_000),
+                ttfb_ms=None if f.ttfb_ms is None else min(f.ttfb_ms, 600_000),
+                download_ms=None if f.duration_ms is None else min(f.duration_ms, 600_000),
+                outcome=f.receipt_outcome,
             )
+            for f in (*fetch.retried, fetch)
         )
 
 
@@ -504,6 +554,7 @@ async def _record(
 ) -> None:
     if not fetches:
         return
+    recorded_at = utcnow()  # one moment for the session: trust reads it whole or not at all
     async with ctx.sessions() as session:
         session.add_all(
             Probe(
@@ -519,7 +570,9 @@ async def _record(
                 bytes=f.bytes,
                 throughput_bps=f.throughput_bps,
                 outcome=f.outcome,
-                detail=f.detail,
+                attempts=f.attempts,
+                detail=f.record_detail[:300],
+                recorded_at=recorded_at,
             )
             for f in fetches
         )

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..attestation.models import Segment
 from ..context import AppContext
 from ..database import utcnow
+from ..nodes.models import Node
+from ..streams.models import Stream
 from ..usage.models import UsageLine, UsageReport
 from ..viewers.models import Receipt, ViewerSession
 from .models import Discrepancy, NodeNetwork, Reconciliation, ReconciliationSession, Watermark
@@ -82,42 +84,56 @@ class _Interval:
 async def _load(
     session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams
 ) -> _Interval:
+    # Every report belongs to a node and every receipt to a stream (foreign keys that cascade):
+    # naming them all lets PostgreSQL range-scan the (node_id, received_at) and (stream_id,
+    # received_at) indexes instead of reading the whole tables for each interval.
     claims: dict[tuple[str, str], list[ClaimFact]] = defaultdict(list)
-    rows = await session.execute(
-        select(
-            UsageReport.node_id,
-            UsageReport.stream_id,
-            UsageReport.received_at,
-            UsageLine.session_id,
-            UsageLine.bytes,
-            UsageLine.segments,
+    all_nodes = list(await session.scalars(select(Node.id).order_by(Node.id)))
+    for chunk in _chunks(all_nodes):
+        rows = await session.execute(
+            select(
+                UsageReport.node_id,
+                UsageReport.stream_id,
+                UsageReport.received_at,
+                UsageLine.session_id,
+                UsageLine.bytes,
+                UsageLine.segments,
+            )
+            .join(UsageLine, UsageLine.report_pk == UsageReport.id)
+            .where(
+                UsageReport.node_id.in_(chunk),
+                UsageReport.received_at >= start,
+                UsageReport.received_at < end,
+            )
         )
-        .join(UsageLine, UsageLine.report_pk == UsageReport.id)
-        .where(UsageReport.received_at >= start, UsageReport.received_at < end)
-    )
-    for node_id, stream_id, at, sid, nbytes, segments in rows:
-        claims[(node_id, stream_id)].append(ClaimFact(sid, nbytes, segments, at))
+        for node_id, stream_id, at, sid, nbytes, segments in rows:
+            claims[(node_id, stream_id)].append(ClaimFact(sid, nbytes, segments, at))
 
     receipts: dict[tuple[str, str], list[ReceiptFact]] = defaultdict(list)
-    rows = await session.execute(
-        select(
-            Receipt.node_id,
-            Receipt.stream_id,
-            Receipt.session_id,
-            Receipt.sequence,
-            Receipt.bytes,
-            Receipt.outcome,
-            Receipt.received_at,
-            Receipt.ttfb_ms,
-            Receipt.download_ms,
-        ).where(
-            Receipt.node_id.is_not(None), Receipt.received_at >= start, Receipt.received_at < end
+    all_streams = list(await session.scalars(select(Stream.id).order_by(Stream.id)))
+    for chunk in _chunks(all_streams):
+        rows = await session.execute(
+            select(
+                Receipt.node_id,
+                Receipt.stream_id,
+                Receipt.session_id,
+                Receipt.sequence,
+                Receipt.bytes,
+                Receipt.outcome,
+                Receipt.received_at,
+                Receipt.ttfb_ms,
+                Receipt.download_ms,
+            ).where(
+                Receipt.stream_id.in_(chunk),
+                Receipt.node_id.is_not(None),
+                Receipt.received_at >= start,
+                Receipt.received_at < end,
+            )
         )
-    )
-    for node_id, stream_id, sid, seq, nbytes, outcome, at, ttfb, download in rows:
-        receipts[(node_id, stream_id)].append(
-            ReceiptFact(sid, seq, nbytes, outcome, at, ttfb, download)
-        )
+        for node_id, stream_id, sid, seq, nbytes, outcome, at, ttfb, download in rows:
+            receipts[(node_id, stream_id)].append(
+                ReceiptFact(sid, seq, nbytes, outcome, at, ttfb, download)
+            )
 
     pairs = claims.keys() | receipts.keys()
     sids = sorted(
@@ -138,20 +154,23 @@ async def _load(
             networks[node_id].add(network)
 
     oldest = start - timedelta(seconds=params.max_receipt_age_s)
-    segments: dict[str, dict[int, SegmentFact]] = {}
-    for stream_id in sorted({stream for _, stream in pairs}):
-        segments[stream_id] = {
-            seq: SegmentFact(seq, size, at, duration_ms / 1000)
-            for seq, size, at, duration_ms in await session.execute(
-                select(
-                    Segment.sequence, Segment.size, Segment.created_at, Segment.duration_ms
-                ).where(
-                    Segment.stream_id == stream_id,
-                    Segment.created_at >= oldest,
-                    Segment.created_at < end,
-                )
+    active_streams = sorted({stream for _, stream in pairs})
+    segments: dict[str, dict[int, SegmentFact]] = {stream_id: {} for stream_id in active_streams}
+    for chunk in _chunks(active_streams):  # one query for all streams, not one per stream
+        for stream_id, seq, size, at, duration_ms in await session.execute(
+            select(
+                Segment.stream_id,
+                Segment.sequence,
+                Segment.size,
+                Segment.created_at,
+                Segment.duration_ms,
+            ).where(
+                Segment.stream_id.in_(chunk),
+                Segment.created_at >= oldest,
+                Segment.created_at < end,
             )
-        }
+        ):
+            segments[stream_id][seq] = SegmentFact(seq, size, at, duration_ms / 1000)
 
     keys = sorted(
         {(node, c.session_id) for (node, _), v in claims.items() for c in v}

@@ -14,7 +14,8 @@ vetting (reduced pay) until it passed ``vetting_min_probes`` probes and ``vettin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -40,6 +41,9 @@ class TrustParams:
     failure_weight: float = 1.0
     disagree_weight: float = 3.0  # an interval whose receipts covered none of the claims
     viewer_weight: float = 1.0  # one interval's viewer receipts, all failed
+    # ...once they cover this many fetches (one viewer watching a whole minute of 6 s segments);
+    # fewer weigh less, so one lost fetch in a quiet interval cannot outweigh several probes.
+    viewer_full_fetches: int = 10
     # Viewers' mismatch reports are strong evidence but come from viewers, who could lie:
     # one interval's worth counts at most this many.
     max_viewer_mismatches: int = 3
@@ -55,6 +59,7 @@ class Observation:
     success: float
     failure: float
     detail: str = ""
+    passed: int = 0  # probe fetches this observation saw pass: vetting counts them
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def observe(
             state,
             alpha=state.alpha + max(obs.success, 0.0),
             beta=state.beta + max(obs.failure, 0.0),
-            probes_passed=state.probes_passed + int(obs.source == "probe" and obs.success > 0),
+            probes_passed=state.probes_passed + (obs.passed if obs.source == "probe" else 0),
         )
         state = review(state, state.updated_at, params)
     return state
@@ -193,10 +198,39 @@ def probe_observation(
 ) -> Observation:
     """ok: one success; mismatch: strong failure; error, stall or timeout: weak failure."""
     if outcome == "ok":
-        return Observation(at, "probe", 1.0, 0.0, detail or "probe ok")
+        return Observation(at, "probe", 1.0, 0.0, detail or "probe ok", passed=1)
     if outcome == "mismatch":
         return Observation(at, "probe", 0.0, params.mismatch_weight, detail or "probe mismatch")
     return Observation(at, "probe", 0.0, params.failure_weight, detail or f"probe {outcome}")
+
+
+def probe_session_observation(
+    outcomes: Sequence[str], at: datetime, params: TrustParams = DEFAULT_PARAMS, detail: str = ""
+) -> Observation | None:
+    """One probe session's judged fetches as one observation; the prober (service) and the
+    simulation both judge probes with this and nothing else.
+
+    Each outcome is a fetch's judgement, after the prober's one retry of an error or timeout
+    (``ok``, ``mismatch``, ``error``, ``timeout``/``stall``, ``missing``). Any mismatch is a
+    strong failure (``mismatch_weight``): an honest node cannot serve bytes that differ from the
+    signed index. Otherwise the session weighs as one probe, split by its shares of ok and failed
+    fetches: the fetches of one session share a moment and a path, so a burst of
+    loss is one piece of evidence, not one per segment it hit."""
+    if not outcomes:
+        return None
+    counts = Counter(outcomes)
+    summary = detail or "probe session: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+    if counts["mismatch"]:
+        return Observation(at, "probe", 0.0, params.mismatch_weight, summary)
+    ok, total = counts["ok"], len(outcomes)
+    return Observation(
+        at,
+        "probe",
+        ok / total,
+        params.failure_weight * (total - ok) / total,
+        summary,
+        passed=ok,
+    )
 
 
 def verdict_observation(
@@ -222,16 +256,19 @@ def viewer_observation(
     at: datetime, ok: int, failed: int, mismatched: int, params: TrustParams = DEFAULT_PARAMS
 ) -> Observation | None:
     """One interval of viewers' receipts for the node: the shares of ok and failed fetches
-    weigh ``viewer_weight`` together (a viewer's network fails too); each mismatch weighs
-    ``mismatch_weight``."""
+    weigh ``viewer_weight`` together (a viewer's network fails too), scaled down when the
+    interval saw fewer than ``viewer_full_fetches`` fetches (evidence in proportion to what it
+    covers, saturating so a busy node's history is not all viewers); each mismatch weighs
+    ``mismatch_weight`` whatever the volume (an honest node cannot cause one)."""
     total = ok + failed + mismatched
     if total == 0:
         return None
+    weight = params.viewer_weight * min(1.0, total / max(params.viewer_full_fetches, 1))
     strong = params.mismatch_weight * min(mismatched, params.max_viewer_mismatches)
     return Observation(
         at,
         "viewers",
-        params.viewer_weight * ok / total,
-        params.viewer_weight * failed / total + strong,
+        weight * ok / total,
+        weight * failed / total + strong,
         f"{ok} ok, {failed} failed, {mismatched} mismatched receipts",
     )

@@ -1,6 +1,7 @@
 """Trust updates against the database: new probes and reconciled intervals become observations
 (verification/trust.py), folded into each node's state, with one history event per node and
-source per run.
+source per run. A probe session (its rows share ``session_id``) is one observation, judged by
+``trust.probe_session_observation`` exactly as the simulation judges its probes.
 
 Two watermarks (the last probe id and the last reconciliation id read) move in the same
 transaction as the states, by a conditional update: a second worker doing the same run fails
@@ -68,6 +69,41 @@ def reconciliation_observations(
     return [o for o in found if o is not None]
 
 
+def whole_sessions(probes: list[Probe], limit: int) -> list[Probe]:
+    """A batch cut at ``limit`` rows may end inside a probe session: leave that session's rows
+    (and the rows after its first) for the next run, so each session is judged once, whole.
+    The prober writes a session's rows in one transaction with one ``recorded_at``."""
+    if len(probes) < limit:
+        return probes
+    last = probes[-1].session_id
+    cut = next(i for i, p in enumerate(probes) if p.session_id == last)
+    return probes[:cut] or probes  # one session larger than a batch: judge what there is
+
+
+def probe_observations(
+    probes: list[Probe], params: trust.TrustParams
+) -> list[tuple[str, trust.Observation]]:
+    """One observation per (node, probe session), by ``trust.probe_session_observation`` (the
+    rule the simulation uses too), at the session's first fetch."""
+    sessions: dict[tuple[str, str], list[Probe]] = defaultdict(list)
+    for probe in probes:
+        sessions[(probe.node_id, probe.session_id)].append(probe)
+    found = []
+    for (node_id, session_id), rows in sessions.items():
+        rows.sort(key=lambda p: p.id)
+        retried = sum(p.attempts > 1 for p in rows)
+        outcomes = ", ".join(f"{p.sequence}: {p.outcome}" for p in rows)
+        detail = f"probe {session_id[:8]} ({outcomes})" + (
+            f", {retried} after a retry" if retried else ""
+        )
+        obs = trust.probe_session_observation(
+            [p.outcome for p in rows], min(p.started_at for p in rows), params, detail
+        )
+        if obs is not None:
+            found.append((node_id, obs))
+    return found
+
+
 async def _watermark(session: AsyncSession, name: str) -> int:
     row = await session.get(Watermark, name)
     if row is None:
@@ -110,12 +146,10 @@ async def update_trust(
                 .limit(BATCH)
             )
         )
+        probes = whole_sessions(probes, BATCH)
         observations: dict[str, list[trust.Observation]] = defaultdict(list)
-        for probe in probes:
-            detail = f"probe of segment {probe.sequence}: {probe.outcome}"
-            observations[probe.node_id].append(
-                trust.probe_observation(probe.started_at, probe.outcome, params, detail)
-            )
+        for node_id, obs in probe_observations(probes, params):
+            observations[node_id].append(obs)
         for rec in recs:
             observations[rec.node_id].extend(reconciliation_observations(rec, params))
 

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("bytes", sa.BigInteger(), nullable=False),
         sa.Column("throughput_bps", sa.BigInteger(), nullable=True),
         sa.Column("outcome", sa.String(length=8), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("detail", sa.String(length=300), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         _fk("probes", "node_id", "nodes"),
