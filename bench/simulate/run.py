@@ -5,6 +5,12 @@ economics (coordinator/streamr_coordinator/simulation/).
     .venv/bin/python bench/simulate/run.py [--nodes 10000] [--viewers 100000] [--hours 1]
         [--seed 1] [--cheaters-share 0.05] [--segment-s 6] [--loss 0.05] [--probes 2]
 
+    .venv/bin/python bench/simulate/run.py --sweep 1000,2500,5000,10000 [--hours 0.5]
+
+``--sweep`` runs each node count in a fresh process (so each peak memory is its own) with
+``--viewers-per-node`` (10) sessions per node-hour, and prints how time, memory, offload,
+fairness and detection grow with the node count.
+
 ``--viewers`` is viewer sessions opened per simulated hour (they churn: 40 % leave within about a
 minute, the rest stay about 15 minutes). ``--cheaters-share`` of the nodes cheat, spread evenly
 over every strategy in simulation/strategies.py; the rest are honest.
@@ -20,9 +26,11 @@ delivered (confederates excepted, which are bounded instead) or an honest node i
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -122,6 +130,75 @@ def report(results: Results, wall_s: float, peak_bytes: int | None) -> int:
     return status
 
 
+def summary(results: Results, wall_s: float) -> dict[str, object]:
+    """The figures a sweep compares across node counts."""
+    groups = results.by_strategy()
+    honest = groups.get("honest", [])
+    ratios = [n.paid / n.delivered for n in honest if n.delivered > 0]
+    detection = {}
+    for name, group in groups.items():
+        if name != "honest":
+            warned = [n.warned_at_s / 60 for n in group if n.warned_at_s is not None]
+            detection[name] = (
+                (statistics.median(warned), len(warned), len(group)) if warned else None
+            )
+    return {
+        "nodes": results.config.nodes,
+        "viewer_sessions": results.viewer_sessions,
+        "wall_s_per_hour": wall_s / results.config.hours,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "offload": results.offload,
+        "honest_pay_ratio": statistics.mean(ratios) if ratios else None,
+        "honest_min_trust": min((n.min_score for n in honest), default=None),
+        "honest_share_ge_09": (
+            sum(n.min_score >= 0.9 for n in honest) / len(honest) if honest else None
+        ),
+        "overpaid": sum(
+            1 for n in results.nodes if n.strategy != "confederate" and n.paid > n.delivered
+        ),
+        "warned_median_min": detection,
+    }
+
+
+def sweep(sizes: list[int], args: argparse.Namespace) -> int:
+    """Each size in its own process; a table of how the figures grow."""
+    rows = []
+    for nodes in sizes:
+        command = [
+            sys.executable, __file__, "--json", "--nodes", str(nodes),
+            "--viewers", str(nodes * args.viewers_per_node), "--hours", str(args.hours),
+            "--seed", str(args.seed), "--cheaters-share", str(args.cheaters_share),
+            "--segment-s", str(args.segment_s), "--loss", str(args.loss),
+            "--probes", str(args.probes),
+        ]  # fmt: skip
+        print(f"running {nodes} nodes ...", flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode not in (0, 1) or not done.stdout.strip():
+            print(done.stderr, file=sys.stderr)
+            return 2
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(
+        f"{'nodes':>6} {'sessions':>9} {'s/sim h':>8} {'RSS MiB':>8} {'offload':>8} "
+        f"{'pay/deliv':>9} {'min trust':>9} {'>=0.9':>6} {'overpaid':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['nodes']:>6} {r['viewer_sessions']:>9} {r['wall_s_per_hour']:>8.1f} "
+            f"{r['max_rss_mib']:>8.0f} {r['offload']:>8.1%} {r['honest_pay_ratio']:>9.3f} "
+            f"{r['honest_min_trust']:>9.3f} {r['honest_share_ge_09']:>6.1%} {r['overpaid']:>8}"
+        )
+    strategies = sorted({name for r in rows for name in r["warned_median_min"]})
+    print("median simulated minutes until warned (warned/all), by node count:")
+    print(f"{'strategy':28} " + " ".join(f"{r['nodes']:>14}" for r in rows))
+    for name in strategies:
+        cells = []
+        for r in rows:
+            found = r["warned_median_min"].get(name)
+            cells.append("never" if found is None else f"{found[0]:.0f} ({found[1]}/{found[2]})")
+        print(f"{name:28} " + " ".join(f"{c:>14}" for c in cells))
+    return int(any(r["overpaid"] for r in rows))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=1_000)
@@ -135,7 +212,12 @@ def main() -> int:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="trace Python allocations (about 2x slower)"
     )
+    parser.add_argument("--sweep", help="node counts, e.g. 1000,2500,5000,10000")
+    parser.add_argument("--viewers-per-node", type=int, default=10, help="with --sweep")
+    parser.add_argument("--json", action="store_true", help="one JSON line of the figures")
     args = parser.parse_args()
+    if args.sweep:
+        return sweep([int(n) for n in args.sweep.split(",")], args)
     cfg = SimConfig(
         nodes=args.nodes,
         viewers_per_hour=args.viewers,
@@ -152,6 +234,10 @@ def main() -> int:
     results = Simulation(cfg, assign(cfg.nodes, args.cheaters_share)).run()
     wall = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
+    if args.json:
+        print(json.dumps(summary(results, wall)))
+        over = summary(results, wall)["overpaid"]
+        return int(bool(over))
     return report(results, wall, peak)
 
 
