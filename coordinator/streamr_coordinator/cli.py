@@ -74,7 +74,9 @@ def cmd_coordinator(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=args.behind_proxy,
-        forwarded_allow_ips="*" if args.behind_proxy else None,
+        # Only the load balancer may speak for clients: the viewer's network hash and the
+        # rate limits key on the address it forwards.
+        forwarded_allow_ips=settings.trusted_proxies if args.behind_proxy else None,
     )
 
 
@@ -149,6 +151,73 @@ def cmd_demo(args: argparse.Namespace) -> None:
         )
     except DemoError as exc:
         raise CliError(str(exc)) from exc
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    """A production-shaped cluster on this machine (cluster/run.py) until Ctrl-C."""
+    import threading
+
+    from .cluster.run import start_cluster
+    from .cluster.services import ServerMissing
+    from .demo import _print_summaries, login_lines, start_lines
+
+    _ingest_cli()  # a missing ingest package is one line, before anything starts
+    workdir = args.workdir or _settings().data_dir / "cluster"
+    try:
+        with start_cluster(
+            workdir,
+            replicas=args.replicas,
+            workers=args.workers,
+            nodes=args.nodes,
+            port=args.port,
+            test_card=args.test_card,
+        ) as cluster:
+            logs = cluster.workdir / "logs"
+            lines = start_lines(
+                f"StreamrP2P cluster: load balancer (nginx) on {cluster.url}",
+                cluster.url,
+                cluster.stream,
+                cluster.rtmp_url,
+                cluster.origin_url,
+                args.test_card,
+                f"{len(cluster.workers)} worker process(es)",
+            )
+            for process in [*cluster.replicas, *cluster.workers, *cluster.nodes]:
+                where = f"on {process.url} " if process.port else ""
+                lines.append(f"  {process.name + ':':<14} {where}(log: {process.log_path})")
+            lines += [
+                f"  PostgreSQL:    {cluster.database_url}",
+                f"  Redis:         {cluster.redis_url}",
+                f"  logs:          {logs} (nginx, postgres, redis, ingest, ...)",
+                *login_lines(cluster.stream),
+                "  Stop with Ctrl-C.",
+            ]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            stopping = threading.Event()
+            threading.Thread(
+                target=_print_summaries,
+                args=(cluster.settings(), cluster.url, cluster.stream.name, stopping),
+                daemon=True,
+            ).start()
+            try:
+                _wait_for_a_death(cluster)
+            finally:
+                stopping.set()
+    except ServerMissing as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _wait_for_a_death(cluster: Any) -> None:
+    """Until Ctrl-C, or until a process other than a friend node exits (then say which)."""
+    import time
+
+    essential = [*cluster.replicas, *cluster.workers, cluster.lb, cluster.redis, cluster.postgres]
+    essential += [p for p in (cluster.ingest, cluster.test_card) if p is not None]
+    while True:
+        for process in essential:
+            if not process.running:
+                raise CliError(f"{process.name} exited; see {process.log_path}. Stopping.")
+        time.sleep(1)
 
 
 # ---------------------------------------------------------------- database
@@ -432,6 +501,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the first node, the others follow (default 8091; 0: any free ports)",
     )
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser(
+        "cluster",
+        help="run a production-shaped cluster on this machine: PostgreSQL, Redis, coordinator "
+        "replicas and workers behind nginx, the ingest and friend nodes",
+    )
+    p.add_argument("--replicas", type=int, default=2, choices=range(1, 17), metavar="N")
+    p.add_argument("--workers", type=int, default=2, choices=range(0, 17), metavar="N")
+    p.add_argument("--nodes", type=int, default=3, choices=range(0, 101), metavar="N")
+    p.add_argument("--port", type=int, default=8000, help="the load balancer's port (0: any)")
+    p.add_argument(
+        "--test-card", action="store_true", help="publish an ffmpeg test card to the demo stream"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="logs, nodes' and replicas' files (default: <STREAMR_DATA_DIR>/cluster)",
+    )
+    p.set_defaults(func=cmd_cluster)
 
     p = commands.add_parser(
         "ingest", help="run the ingest: nginx-rtmp, the HLS origin and segment attestation"

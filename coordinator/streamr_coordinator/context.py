@@ -20,6 +20,11 @@ from .nodes.presence import InProcessPresence, PresenceStore, RedisPresence
 from .ratelimit import AttemptCounter, InProcessAttemptCounter, RedisAttemptCounter
 from .settings import Settings
 from .verification.networks import NetworkHasher, load_network_key
+from .verification.probe_requests import (
+    InProcessProbeRequests,
+    ProbeRequests,
+    RedisProbeRequests,
+)
 
 
 @dataclass
@@ -35,6 +40,7 @@ class AppContext:
     signer: SegmentSigner
     ingest_secret: str
     networks: NetworkHasher  # viewer/node network hashes (verification/networks.py)
+    probe_requests: ProbeRequests  # targeted probes for the prober (shared through Redis)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -43,11 +49,14 @@ class AppContext:
         keys = KeyRing.load(settings.data_dir, secret_value(settings.jwt_private_key))
         presence: PresenceStore
         attempts: AttemptCounter
+        probe_requests: ProbeRequests
         if settings.redis_url is not None:
             redis = Redis.from_url(settings.redis_url.get_secret_value())
             presence, attempts = RedisPresence(redis), RedisAttemptCounter(redis)
+            probe_requests = RedisProbeRequests(redis)
         else:
             presence, attempts = InProcessPresence(), InProcessAttemptCounter()
+            probe_requests = InProcessProbeRequests()
         sessions = session_factory(engine)
         return cls(
             settings=settings,
@@ -69,6 +78,7 @@ class AppContext:
                 load_network_key(settings.data_dir, secret_value(settings.network_hash_key)),
                 sessions,
             ),
+            probe_requests=probe_requests,
         )
 
     async def close(self) -> None:

@@ -38,9 +38,12 @@ class DemoStream:
     friend_password: str | None = None  # the demo friend's (owner of the nodes), likewise
 
 
-async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> DemoStream:
-    """The demo streamer and stream, created on first use. The stream key is stored only as a
-    hash, so each demo run rotates it and shows the new one."""
+async def prepare_demo_stream(
+    settings: Settings, node_dirs: list[Any], coordinator_url: str
+) -> DemoStream:
+    """The demo streamer and stream, created on first use, and ``node_dirs`` joined to it with
+    ``coordinator_url`` as their coordinator. The stream key is stored only as a hash, so each
+    start rotates it and shows the new one. (``streamr cluster`` prepares its stream so too.)"""
     from sqlalchemy import select
 
     from .accounts.models import Role
@@ -63,7 +66,9 @@ async def _prepare_demo_stream(settings: Settings, node_dirs: list[Any]) -> Demo
                 key = await rotate_key(session, stream)
             demo = DemoStream(name=stream.name, key=key, password=password)
             if node_dirs:
-                demo.friend_password = await _join_demo_nodes(ctx, session, stream, node_dirs)
+                demo.friend_password = await _join_demo_nodes(
+                    ctx, session, stream, node_dirs, coordinator_url
+                )
             return demo
     finally:
         await ctx.close()
@@ -86,7 +91,9 @@ async def _demo_account(session: Any, email: str, name: str, role: Any) -> tuple
     return account, password
 
 
-async def _join_demo_nodes(ctx: Any, session: Any, stream: Any, node_dirs: list[Any]) -> str | None:
+async def _join_demo_nodes(
+    ctx: Any, session: Any, stream: Any, node_dirs: list[Any], base: str
+) -> str | None:
     """Each demo node joins the demo stream once, as ``streamr-node join`` would: an invite, a
     registration owned by the demo friend, and the node's settings file with its token."""
 
@@ -99,7 +106,6 @@ async def _join_demo_nodes(ctx: Any, session: Any, stream: Any, node_dirs: list[
     from .nodes.service import register_node
 
     friend, password = await _demo_account(session, DEMO_FRIEND_EMAIL, "Demo friend", Role.FRIEND)
-    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
     for number, node_dir in enumerate(node_dirs, start=1):
         existing = load(node_dir, environ={})
         if existing.joined:
@@ -194,28 +200,100 @@ class DemoError(Exception):
     """The demo could not start; the message says why."""
 
 
+def ingest_command() -> list[str]:
+    """The ingest (nginx-rtmp, origin watcher, reconciler); settings from STREAMR_INGEST_*."""
+    return [sys.executable, "-m", "streamr_ingest"]
+
+
+def test_card_command(stream: str, rtmp_url: str) -> list[str]:
+    """An ffmpeg test card publishing to ``stream`` like OBS; the key is read from stdin."""
+    return [
+        sys.executable,
+        "-m",
+        "streamr_ingest",
+        "push-test",
+        stream,
+        "--key",
+        "-",
+        "--rtmp",
+        rtmp_url,
+        "--size",
+        "640x360",
+    ]
+
+
+def node_command(node_dir: Any, port: int) -> list[str]:
+    """``streamr-node run`` for a node joined by ``prepare_demo_stream`` (its settings file in
+    ``node_dir``); port 0 is any free port."""
+    return [
+        sys.executable,
+        "-m",
+        "streamr_node",
+        "run",
+        "--log-format",
+        "json",
+        "--data-dir",
+        str(node_dir),
+        "--port",
+        str(port),
+    ]
+
+
+def node_env(env: dict[str, str]) -> dict[str, str]:
+    """A node's environment: its own settings file wins over anything inherited."""
+    return {k: v for k, v in env.items() if not k.startswith("STREAMR_NODE_")}
+
+
 def _start_node(node_dir: Any, port: int, env: dict[str, str], die_with_parent: Any) -> Any:
     """``streamr-node run`` for one demo node; its log goes to a file beside its settings."""
     log = open(node_dir / "node.log", "ab")  # noqa: SIM115 - the child keeps it open
-    node_env = {k: v for k, v in env.items() if not k.startswith("STREAMR_NODE_")}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamr_node",
-            "run",
-            "--log-format",
-            "json",
-            "--data-dir",
-            str(node_dir),
-            "--port",
-            str(port),
-        ],
-        env=node_env,
+        node_command(node_dir, port),
+        env=node_env(env),
         stdout=log,
         stderr=log,
         preexec_fn=die_with_parent,
     )
+
+
+def start_lines(
+    title: str,
+    base: str,
+    demo: DemoStream,
+    rtmp_url: str | None,
+    origin_url: str | None,
+    test_card: bool,
+    jobs: str,
+) -> list[str]:
+    """What ``streamr demo`` and ``streamr cluster`` print at start: URLs and logins.
+    ``rtmp_url`` and ``origin_url`` are None without an ingest."""
+    lines = [
+        title,
+        f"  watch:         {base}/watch/{demo.name}",
+        f"  dashboards:    {base}/ (live streams), {base}/dashboard/streamer, "
+        f"{base}/dashboard/friend",
+        f"  API docs:      {base}/docs",
+        f"  worker jobs:   {jobs}; runs at {base}/api/v1/admin/jobs (admins)",
+    ]
+    if rtmp_url is not None:
+        lines += [
+            f"  OBS server:    {rtmp_url}",
+            f"  demo stream:   {demo.name}, key {demo.key} (rotated at every start)",
+            f"  origin HLS:    {origin_url}/hls/{demo.name}/index.m3u8",
+            f"  signed index:  {base}/api/v1/streams/{demo.name}/segments",
+        ]
+        if test_card:
+            lines.append("  a test card is publishing to the demo stream")
+    return lines
+
+
+def login_lines(demo: DemoStream) -> list[str]:
+    lines = [f"  demo login:    {DEMO_EMAIL} / {demo.password} (streamer; new every start)"]
+    if demo.friend_password:
+        lines.append(
+            f"  friend login:  {DEMO_FRIEND_EMAIL} / {demo.friend_password} (owns the nodes)"
+        )
+    return lines
 
 
 async def _summary(ctx: Any, base: str, stream_name: str) -> str:
@@ -307,34 +385,20 @@ def run_demo(
     runner.upgrade(settings.sqlalchemy_url)
     nodes = nodes if ingest else 0  # without an origin there is nothing to relay
     node_dirs = [settings.data_dir / "demo-nodes" / f"node-{n}" for n in range(1, nodes + 1)]
-    demo = asyncio.run(_prepare_demo_stream(settings, node_dirs))
     base = f"http://{settings.host}:{settings.port}"
+    demo = asyncio.run(prepare_demo_stream(settings, node_dirs, base))
 
     children: list[tuple[subprocess.Popen[Any], str]] = []
     stopping = threading.Event()
     env = _child_env(settings)
     if ingest:
         # Children die with the demo, however it dies (killed outright included).
-        ingest_process = subprocess.Popen(
-            [sys.executable, "-m", "streamr_ingest"], env=env, preexec_fn=die_with_parent
-        )
+        ingest_process = subprocess.Popen(ingest_command(), env=env, preexec_fn=die_with_parent)
         children.append((ingest_process, "the ingest"))
         if test_card:
             _wait_for_ingest(children[0][0], settings.ingest_rtmp_url)
             card = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streamr_ingest",
-                    "push-test",
-                    demo.name,
-                    "--key",
-                    "-",
-                    "--rtmp",
-                    settings.ingest_rtmp_url,
-                    "--size",
-                    "640x360",
-                ],
+                test_card_command(demo.name, settings.ingest_rtmp_url),
                 env=env,
                 stdin=subprocess.PIPE,
                 text=True,
@@ -357,31 +421,21 @@ def run_demo(
             target=_print_summaries, args=(settings, base, demo.name, stopping), daemon=True
         ).start()
 
-    lines = [
+    lines = start_lines(
         f"StreamrP2P demo: coordinator on {base}",
-        f"  watch:         {base}/watch/{demo.name}",
-        f"  dashboards:    {base}/ (live streams), {base}/dashboard/streamer, "
-        f"{base}/dashboard/friend",
-        f"  API docs:      {base}/docs",
-        f"  worker jobs:   in this process; runs at {base}/api/v1/admin/jobs (admins)",
-    ]
-    if ingest:
-        lines += [
-            f"  OBS server:    {settings.ingest_rtmp_url}",
-            f"  demo stream:   {demo.name}, key {demo.key} (rotated at every demo start)",
-            f"  origin HLS:    {settings.origin_url}/hls/{demo.name}/index.m3u8",
-            f"  signed index:  {base}/api/v1/streams/{demo.name}/segments",
-        ]
-        if test_card:
-            lines.append("  a test card is publishing to the demo stream (--no-test-card to skip)")
+        base,
+        demo,
+        settings.ingest_rtmp_url if ingest else None,
+        settings.origin_url,
+        test_card and ingest,
+        "in this process",
+    )
+    if ingest and test_card:
+        lines[-1] += " (--no-test-card to skip)"
     for number, node_dir in enumerate(node_dirs):
         where = f"http://127.0.0.1:{node_port + number}" if node_port else "a free port"
         lines.append(f"  friend node:   {node_dir.name} on {where} (log: {node_dir / 'node.log'})")
-    lines.append(f"  demo login:    {DEMO_EMAIL} / {demo.password} (streamer; new every start)")
-    if demo.friend_password:
-        lines.append(
-            f"  friend login:  {DEMO_FRIEND_EMAIL} / {demo.friend_password} (owns the nodes)"
-        )
+    lines += login_lines(demo)
     lines.append("  Stop with Ctrl-C.")
     print("\n".join(lines), file=sys.stderr, flush=True)
 

@@ -18,10 +18,23 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("streamr.errors")
+
+# SQLSTATE classes that mean the database server is away, not that the statement was wrong:
+# 08 connection exception, 57P operator intervention (shutting down, starting up, crashed).
+# asyncpg's errors reach SQLAlchemy as plain DBAPIError, not OperationalError.
+_OUTAGE_SQLSTATES = ("08", "57P")
+
+
+def is_storage_outage(exc: DBAPIError) -> bool:
+    """True when a database error says the server or the connection is gone (retryable)."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES)
 
 
 class AppError(Exception):
@@ -180,3 +193,11 @@ def install_error_handlers(app: FastAPI) -> None:
             "internal_error",
             f"The coordinator failed unexpectedly; report request id {request_id}.",
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A restart of PostgreSQL cuts sessions (57P01) and refuses connections while it shuts
+        # down or starts (57P03): retryable, like a refused connection.
+        if is_storage_outage(exc):
+            return await _store_down(request, exc)
+        return await _unexpected(request, exc)

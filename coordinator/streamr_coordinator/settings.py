@@ -252,6 +252,24 @@ class Settings(BaseSettings):
         le=366 * 86_400,
         description="Length of a payout period, aligned to the Unix epoch (86400 = UTC days)",
     )
+    # --- payout cycle job (fault tests shorten these; issue 7) ---
+    payout_cycle_interval_s: float = Field(
+        default=60, gt=0, le=86_400, description="How often the payout cycle looks for work"
+    )
+    payout_cycle_lease_s: float = Field(
+        default=120,
+        ge=1,
+        le=3600,
+        description="How soon another worker takes the payout cycle over after its worker died",
+    )
+
+    # --- production: replicas behind a load balancer (cluster/) ---
+    trusted_proxies: str = Field(
+        default="*",
+        description="With `streamr coordinator --behind-proxy`: the addresses (comma-separated; "
+        "networks like 10.0.0.0/8 too) whose X-Forwarded-For is believed; '*' trusts any, "
+        "right only when nothing but the load balancer can reach the replica",
+    )
 
     @field_validator("log_level")
     @classmethod

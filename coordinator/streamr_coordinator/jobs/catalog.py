@@ -1,8 +1,8 @@
 """Every job the worker runs: a plain list. A domain adds its job with one line here.
 
-``every`` is seconds, or the name of the setting that holds them; ``lease_s`` is how soon
-another worker takes a job over after its worker died (the lease is renewed while a run goes
-on, so it does not limit how long a run may take).
+``every`` is seconds, or the name of the setting that holds them; ``lease_s`` (seconds or a
+setting's name too) is how soon another worker takes a job over after its worker died (the lease
+is renewed while a run goes on, so it does not limit how long a run may take).
 """
 
 from __future__ import annotations
@@ -28,5 +28,10 @@ CATALOG: list[Job] = [
     # Reconciled intervals become ledger entries; both jobs' writes are keyed, so a lost lease
     # or a second worker never pays twice (the lease only saves the duplicate work).
     Job("accrual", run_accrual, every="verification_jobs_interval_s", lease_s=60),
-    Job("payout_cycle", run_payout_cycle, every=60, lease_s=120),
+    Job(
+        "payout_cycle",
+        run_payout_cycle,
+        every="payout_cycle_interval_s",
+        lease_s="payout_cycle_lease_s",
+    ),
 ]

@@ -54,17 +54,22 @@ class Job:
     """One periodic job: ``fn(ctx, run)`` every ``every`` seconds (a number, or the name of the
     setting that holds it), under a lease of ``lease_s`` seconds that is renewed while it runs
     (so ``lease_s`` is how soon another worker takes over after this one died, not a limit on
-    how long a run may take)."""
+    how long a run may take). ``lease_s`` too may name a setting."""
 
     name: str
     fn: JobFn
     every: float | str
-    lease_s: float = 60.0
+    lease_s: float | str = 60.0
 
     def interval_s(self, settings: Settings) -> float:
         if isinstance(self.every, str):
             return float(getattr(settings, self.every))
         return float(self.every)
+
+    def lease_seconds(self, settings: Settings) -> float:
+        if isinstance(self.lease_s, str):
+            return float(getattr(settings, self.lease_s))
+        return float(self.lease_s)
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class Run:
     def __init__(self, worker: Worker, job: Job, lease: Lease, run_id: int) -> None:
         self._worker = worker
         self.job = job.name
-        self.lease_s = job.lease_s
+        self.lease_s = job.lease_seconds(worker.ctx.settings)
         self.run_id = run_id
         self.lease = lease
         self.lost = False
@@ -180,8 +185,9 @@ class Worker:
         now = utcnow()
         interval = job.interval_s(self.ctx.settings)
         due_before = None if force else now - timedelta(seconds=interval * (1 - JITTER))
+        lease_s = job.lease_seconds(self.ctx.settings)
         lease = await leases.acquire(
-            sessions, job.name, self.holder, job.lease_s, now, due_before=due_before
+            sessions, job.name, self.holder, lease_s, now, due_before=due_before
         )
         if lease is None:
             log.debug("job not due or held elsewhere", extra={"job": job.name})

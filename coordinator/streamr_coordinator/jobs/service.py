@@ -58,7 +58,7 @@ async def jobs_overview(
                 name=name,
                 in_catalog=spec is not None,
                 interval_s=spec.interval_s(settings) if spec else None,
-                lease_s=spec.lease_s if spec else None,
+                lease_s=spec.lease_seconds(settings) if spec else None,
                 lease=LeaseOut(
                     holder=lease.holder,
                     fence=lease.fence,

@@ -610,27 +610,17 @@ async def probe_now(ctx: AppContext, node_id: str, reason: str = "targeted") -> 
     )
 
 
-_targeted: set[asyncio.Task[ProbeReport]] = set()
-
-
 async def request_targeted_probe(ctx: AppContext, node_id: str) -> bool:
-    """Start ``probe_now`` in the background unless this node had its share of targeted probes
-    this minute (viewers must not be able to make the coordinator hammer a node)."""
+    """Ask the prober to probe ``node_id`` on its next run (within the prober job's few
+    seconds), unless this node had its share of targeted probes this minute (viewers must not
+    be able to make the coordinator hammer a node). The request goes where the worker holding
+    the prober's lease finds it (``ctx.probe_requests``: Redis in production), not into a
+    task of this replica, which may be stopped or killed at any time."""
     limit = ctx.settings.targeted_probes_per_minute
     if await ctx.attempts.hit(f"targeted-probe:{node_id}", 60) > limit:
         return False
-    task = asyncio.create_task(_logged(probe_now(ctx, node_id)))
-    _targeted.add(task)
-    task.add_done_callback(_targeted.discard)
+    await ctx.probe_requests.add(node_id)
     return True
-
-
-async def _logged(probe: Any) -> ProbeReport:
-    try:
-        return await probe
-    except Exception:
-        log.exception("targeted probe failed")
-        raise
 
 
 class Schedule:
@@ -665,13 +655,26 @@ async def run_due_probes(
     targets = await probe_targets(ctx)
     by_node = {t.node_id: t for t in targets}
     due = schedule.take_due(list(by_node), time.monotonic(), ctx.settings.probe_interval_s)
+    # Viewers' mismatch reports (request_targeted_probe, from any replica) come first.
+    requested = await ctx.probe_requests.take(ctx.settings.probe_concurrency * 4)
     limit = asyncio.Semaphore(ctx.settings.probe_concurrency)
 
     async def one(target: ProbeTarget) -> ProbeReport:
         async with limit:
             return await probe_target(ctx, target, timings=timings)
 
-    reports = await asyncio.gather(*(one(by_node[n]) for n in due), return_exceptions=True)
+    async def targeted(node_id: str) -> ProbeReport:
+        async with limit:
+            target = by_node.get(node_id)
+            if target is None:  # not serving an on-air stream: probe_now says why
+                return await probe_now(ctx, node_id)
+            return await probe_target(ctx, target, "targeted", timings=timings)
+
+    reports = await asyncio.gather(
+        *(targeted(n) for n in requested),
+        *(one(by_node[n]) for n in due if n not in requested),
+        return_exceptions=True,
+    )
     outcomes: dict[str, int] = {}
     failed = 0
     for report in reports:
@@ -681,4 +684,11 @@ async def run_due_probes(
             continue
         for outcome, count in report.outcomes.items():
             outcomes[outcome] = outcomes.get(outcome, 0) + count
-    return {"nodes": len(targets), "probed": len(due), "failed": failed, "fetches": outcomes}
+    probed = len(set(due) - set(requested))
+    return {
+        "nodes": len(targets),
+        "probed": probed,
+        "targeted": len(requested),
+        "failed": failed,
+        "fetches": outcomes,
+    }

@@ -62,7 +62,7 @@ async def session_receipts_route(
 
     Idempotent: a batch id already stored for this session is answered again with
     ``duplicate``, so resend freely after a network fault. A ``mismatch`` moves this session
-    away from the node and has the coordinator probe the node at once; the node leaves routing
+    away from the node and has the worker probe the node within seconds; the node leaves routing
     for every viewer (``STREAMR_VIEWER_FLAG_S``) when the probe confirms it or viewers of two
     sessions report mismatches. Errors and stalls move this session away from it. Only with the
     session's own token; at most 120 batches a minute.
