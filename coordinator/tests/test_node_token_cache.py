@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from streamr_coordinator.credentials import secret_hash
 from streamr_coordinator.nodes import auth
-from streamr_coordinator.nodes.auth import NodeIdentity, NodeTokenCache
+from streamr_coordinator.nodes.auth import NodeIdentity, NodeTokenCache, lookup_node_token
+from tests.servers import free_port
 
 NODE = NodeIdentity(node_id="node-1", stream_id="stream-1", owner_id="owner-1")
 
@@ -129,5 +132,27 @@ def test_a_waiter_that_gives_up_does_not_cancel_the_lookup_for_the_others():
         release.set()
         assert await patient == NODE
         assert impatient.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_while_the_database_is_away_a_known_token_is_accepted_for_a_while(clock):
+    """A real connection to a port nobody listens on: the lookup fails as during a restart."""
+
+    async def scenario() -> None:
+        engine = create_async_engine(f"postgresql+asyncpg://u:p@127.0.0.1:{free_port()}/db")
+        sessions = async_sessionmaker(engine)
+        cache = NodeTokenCache(ttl_s=10)
+        cache.put(secret_hash("known token"), NODE)
+        clock.now += 60  # long expired: a fresh lookup is due, and the database is away
+        try:
+            assert await lookup_node_token(sessions, "known token", cache) == NODE
+            with pytest.raises(ConnectionRefusedError):  # never seen: nothing to fall back on
+                await lookup_node_token(sessions, "unknown token", cache)
+            clock.now += auth.STALE_IF_DOWN_S  # known, but too long ago
+            with pytest.raises(ConnectionRefusedError):
+                await lookup_node_token(sessions, "known token", cache)
+        finally:
+            await engine.dispose()
 
     asyncio.run(scenario())

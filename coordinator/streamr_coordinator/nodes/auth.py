@@ -4,6 +4,11 @@ Heartbeats must not cost a database round trip each, so a token's lookup is reme
 seconds. Deregistering clears this replica's entry at once; other replicas forget it within
 ``node_token_cache_ttl_s``.
 
+While the database is away (a restart, a failover), a token this replica knew is still accepted
+for up to ``STALE_IF_DOWN_S`` after its entry expired: nodes keep heartbeating (presence lives in
+Redis) instead of all dropping out of routing after ``node_token_cache_ttl_s``. A token
+deregistered meanwhile on another replica is accepted that much longer, only during the outage.
+
 Two details keep the misses cheap when many heartbeats arrive at once: each entry lives a random
 80-100 % of that time, so entries filled together (after a restart, or in a burst) do not all
 expire together; and a token is looked up once at a time, the requests that miss meanwhile
@@ -20,10 +25,14 @@ from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..credentials import secret_hash
+from ..errors import is_storage_outage
 from .models import Node
+
+STALE_IF_DOWN_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -41,11 +50,16 @@ class NodeTokenCache:
         self._loading: dict[str, asyncio.Task[NodeIdentity | None]] = {}
 
     def get(self, token_hash: str) -> NodeIdentity | None:
+        """A fresh entry; an expired one stays for ``stale`` (bounded by ``max_entries``)."""
         entry = self._entries.get(token_hash)
-        if entry is None:
+        if entry is None or entry[0] <= time.monotonic():
             return None
-        if entry[0] <= time.monotonic():
-            del self._entries[token_hash]
+        return entry[1]
+
+    def stale(self, token_hash: str, max_age_s: float = STALE_IF_DOWN_S) -> NodeIdentity | None:
+        """An entry that expired less than ``max_age_s`` ago: only while the database is down."""
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[0] + max_age_s <= time.monotonic():
             return None
         return entry[1]
 
@@ -111,4 +125,17 @@ async def lookup_node_token(
             return None
         return NodeIdentity(node_id=row.id, stream_id=row.stream_id, owner_id=row.owner_id)
 
-    return await cache.load(token_hash, query)
+    try:
+        return await cache.load(token_hash, query)
+    except (DBAPIError, OSError) as exc:
+        known = cache.stale(token_hash) if _database_away(exc) else None
+        if known is None:
+            raise
+        return known
+
+
+def _database_away(exc: Exception) -> bool:
+    """A refused or cut connection, or a server shutting down: not a wrong query."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and is_storage_outage(exc)
