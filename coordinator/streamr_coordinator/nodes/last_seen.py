@@ -18,6 +18,12 @@ from .models import Node
 
 log = logging.getLogger("streamr.nodes")
 
+# Background writes that may hold a database connection at once. A replica that starts (or a
+# herd of nodes that joins) sees thousands of nodes for the first time within one heartbeat
+# interval; unbounded, their writes took every pooled connection and heartbeats waited behind
+# them for their token lookups (bench/load). A coarse timestamp can wait its turn.
+CONCURRENT_WRITES = 4
+
 
 class LastSeenRecorder:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], every_s: float = 60.0) -> None:
@@ -25,6 +31,7 @@ class LastSeenRecorder:
         self._every_s = every_s
         self._written: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers = asyncio.Semaphore(CONCURRENT_WRITES)
 
     def seen(self, node_id: str, at: datetime, public_url: str | None, version: str) -> None:
         now = time.monotonic()
@@ -42,7 +49,7 @@ class LastSeenRecorder:
         if public_url is not None:
             values["public_url"] = public_url
         try:
-            async with self._sessions() as session:
+            async with self._writers, self._sessions() as session:
                 await session.execute(update(Node).where(Node.id == node_id).values(values))
                 await session.commit()
         except Exception:

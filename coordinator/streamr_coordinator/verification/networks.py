@@ -94,6 +94,9 @@ class NetworkHasher:
         self._every_s = every_s
         self._written: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # As in nodes/last_seen.py: a herd of first sightings (a replica starting with
+        # thousands of nodes) must not take every pooled connection from the requests.
+        self._writers = asyncio.Semaphore(4)
 
     def __repr__(self) -> str:  # never show the key
         return "NetworkHasher()"
@@ -131,7 +134,7 @@ class NetworkHasher:
 
     async def _write(self, node_id: str, networks: list[str]) -> None:
         try:
-            async with self._sessions() as session:
+            async with self._writers, self._sessions() as session:
                 for network in networks:
                     await record_network(session, node_id, network, utcnow())
                 await session.commit()
