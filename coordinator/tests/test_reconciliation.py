@@ -17,8 +17,11 @@ from streamr_coordinator.verification.reconciliation import (
     ReconcileParams,
     SegmentFact,
     SessionFact,
+    SessionReceipts,
     SessionTotals,
     reconcile,
+    summarize_claims,
+    summarize_receipts,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -50,18 +53,23 @@ def claim(sid: str, nbytes: int, seconds: float = 50) -> ClaimFact:
     return ClaimFact(sid, nbytes, max(nbytes // SIZE, 1), at(seconds))
 
 
-def interval(claims=(), receipts=(), sessions=None, before=None, start=0, length=60, segs=None):
+def interval(
+    claims=(), receipts=(), sessions=None, before=None, start=0, length=60, segs=None, params=None
+):
+    """Raw claims and receipts, summarized as the service's SQL would (``summarize_*``)."""
     sessions = sessions or {"v1": viewer()}
+    segs = segs if segs is not None else segments()
+    before = before or {}
     return IntervalInput(
         node_id="n1",
         stream_id="s1",
         start=at(start),
         end=at(start + length),
-        segments=segs if segs is not None else segments(),
+        segments=segs,
         sessions=sessions,
-        claims=list(claims),
-        receipts=list(receipts),
-        before=before or {},
+        claims=summarize_claims(claims),
+        receipts=summarize_receipts(receipts, segs, before, params or ReconcileParams()),
+        before=before,
         report_interval_s=10.0,
     )
 
@@ -116,6 +124,8 @@ def test_receipts_for_unknown_or_stale_segments_count_nothing():
         interval([claim("v1", SIZE)], [ok("v1", 0, 700)], start=660),
         ReconcileParams(max_receipt_age_s=600),
     )
+    (d,) = [d for d in late.discrepancies if d.kind == "stale_receipt"]
+    assert d.evidence == {"count": 1}
     assert late.receipted_bytes == 0 and "stale_receipt" in kinds(late)
 
 
@@ -128,7 +138,8 @@ def test_mismatch_error_and_stall_receipts_count_nothing_and_mismatch_is_evidenc
     v = reconcile(interval([claim("v1", 3 * SIZE)], receipts))
     assert v.receipted_bytes == 0 and v.paid_bytes == 0
     assert "mismatch" in kinds(v) and v.outcome == "disagree"
-    assert v.receipt_outcomes == {"mismatch": 1, "error": 1, "stall": 1}
+    assert v.receipt_outcomes == {"mismatch": 1, "failed": 2}
+    assert (v.viewer_ok, v.viewer_failed, v.viewer_mismatch_sessions) == (0, 2, 1)
 
 
 def test_inflated_claims_disagree_and_are_paid_only_what_receipts_cover():
@@ -189,7 +200,8 @@ def test_a_receipt_before_its_segment_existed_is_impossible_timing():
 
 def test_a_download_faster_than_any_browser_is_impossible_timing():
     fast = [ok("v1", 1, download_ms=1)]  # 1 MB in 1 ms: 8 Gbit/s
-    v = reconcile(interval([claim("v1", SIZE)], fast), ReconcileParams(max_receipt_bps=1e9))
+    params = ReconcileParams(max_receipt_bps=1e9)
+    v = reconcile(interval([claim("v1", SIZE)], fast, params=params), params)
     assert v.excluded == {"v1": "impossible_timing"}
     loopback = reconcile(interval([claim("v1", SIZE)], [ok("v1", 1, download_ms=0)]))
     assert loopback.excluded == {} and loopback.paid_bytes == SIZE
@@ -228,12 +240,54 @@ def test_the_plausibility_cap_holds_and_the_rest_waits_for_room():
     assert more.paid_bytes == 7 * SIZE  # the agreed rest (min(11, 10) - 3), once plausible
 
 
-def test_seen_sequences_forget_segments_too_old_to_be_receipted_again():
-    v = reconcile(
-        interval([claim("v1", SIZE)], [ok("v1", 0, 5)]), ReconcileParams(max_receipt_age_s=30)
+def test_a_sequence_not_above_the_highest_counted_one_is_a_duplicate():
+    """Live playback fetches in order: once segment 5 counted, 3 and 5 again are duplicates,
+    also in a later interval; 4 and 4 in one interval count once (the smaller)."""
+    v = reconcile(interval([claim("v1", 3 * SIZE)], [ok("v1", 5), ok("v1", 4), ok("v1", 4, 9)]))
+    assert v.receipted_bytes == 2 * SIZE and v.after["v1"].max_sequence == 5
+    assert v.after["v1"].ok_segments == 2
+    later = reconcile(
+        interval(receipts=[ok("v1", 3, 62), ok("v1", 5, 63), ok("v1", 6, 64)], before=v.after),
     )
-    assert v.after["v1"].seen_sequences == frozenset()
-    assert v.after["v1"].ok_segments == 1
+    assert later.receipted_bytes == SIZE and later.after["v1"].max_sequence == 6
+    (d,) = [d for d in later.discrepancies if d.kind == "duplicate_receipt"]
+    assert d.evidence == {"count": 2}
+    smaller = summarize_receipts(
+        [ok("v1", 7, nbytes=SIZE), ok("v1", 7, 15, nbytes=10)], segments(), {}
+    )
+    assert smaller["v1"].counted_bytes == 10 and smaller["v1"].duplicates == 1
+
+
+def test_summaries_put_every_receipt_in_one_bucket():
+    segs = segments()
+    receipts = [
+        ok("v1", 1),  # counted
+        ok("v1", 1, 4),  # duplicate
+        ok("v1", 2, nbytes=SIZE + 1),  # counted, size mismatch
+        ok("v1", 999, 10),  # unknown segment
+        ok("v1", 20, 10),  # before its segment existed
+        ok("v1", 3, download_ms=1),  # too fast
+        ok("v1", 4, outcome="mismatch"),
+        ok("v1", 5, outcome="error", nbytes=0),
+        ok("v1", 6, outcome="stall"),
+    ]
+    params = ReconcileParams(max_receipt_bps=1e9)
+    (summary,) = summarize_receipts(receipts, segs, {}, params).values()
+    assert summary == SessionReceipts(
+        counted_bytes=2 * SIZE,
+        ok_segments=2,
+        max_sequence=2,
+        size_mismatches=1,
+        before_segment=1,
+        too_fast=1,
+        duplicates=1,
+        unknown_segment=1,
+        ok_receipts=6,
+        mismatches=1,
+        failures=2,
+        first_at=at(3),
+        last_at=at(13),
+    )
 
 
 # --- Properties --------------------------------------------------------------------------------
@@ -326,11 +380,20 @@ def test_interval_boundaries_never_change_what_is_paid(per_interval, lag):
                 seq += 1
             claims_due[i + lag] = claims_due.get(i + lag, 0) + per_interval[i] * SIZE
         claims = [ClaimFact("v1", claims_due[i], 1, at(start + 30))] if claims_due.get(i) else []
+        params = ReconcileParams(max_receipt_age_s=10_000, plausible_lookback_s=10_000)
         v = reconcile(
             interval(
-                claims, receipts, {"v1": viewer(opened_at=at(-600))}, before, start, segs=segs
+                claims,
+                receipts,
+                {
+                    "v1": viewer(opened_at=at(-600)),
+                },
+                before,
+                start,
+                segs=segs,
+                params=params,
             ),
-            ReconcileParams(max_receipt_age_s=10_000, plausible_lookback_s=10_000),
+            params,
         )
         paid += v.paid_bytes
         before = dict(v.after)

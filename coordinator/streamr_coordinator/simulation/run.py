@@ -28,6 +28,8 @@ from ..verification.reconciliation import (
     SessionFact,
     SessionTotals,
     reconcile,
+    summarize_claims,
+    summarize_receipts,
 )
 from ..viewers.routing import NodeSignals, SessionView, order_sources
 from .network import EPOCH, Node, Session, SimConfig, Stream, uplink, watch_time
@@ -328,7 +330,11 @@ class Simulation:
             if outcome in ("ok", "mismatch")
             else (rng.randrange(size) if outcome == "stall" else 0)
         )
-        sent_s = t + rng.uniform(0.5, 5.0)  # the page sends its batch every 5 s
+        # The page sends its batch every 5 s. (The page sends a session's receipts in fetch
+        # order; this delay per receipt can reorder two across an interval boundary, and the
+        # later-counted one is then a duplicate under reconciliation's monotonic rule: a few
+        # bytes unpaid, never too many.)
+        sent_s = t + rng.uniform(0.5, 5.0)
         if not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
             self._receipt(node.node_id, s, seq, got, outcome, sent_s, end_s)
         if s.is_probe:
@@ -407,6 +413,10 @@ class Simulation:
                     for _ in range(node.strategy.report_copies)  # a replay under a new id
                 ]
                 facts = {sid: f for sid in sids if (f := self._session_fact(node, sid)) is not None}
+                # The same summaries the coordinator's SQL computes (reconcile_service).
+                receipts = summarize_receipts(
+                    book.receipts, node.stream.segments, book.before, self.rp
+                )
                 verdict = reconcile(
                     IntervalInput(
                         node_id,
@@ -415,8 +425,8 @@ class Simulation:
                         end,
                         node.stream.segments,
                         facts,
-                        claims,
-                        book.receipts,
+                        summarize_claims(claims),
+                        receipts,
                         book.before,
                         self.cfg.report_interval_s,
                     ),

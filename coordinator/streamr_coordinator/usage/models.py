@@ -16,6 +16,7 @@ class UsageReport(Base):
     __table_args__ = (
         UniqueConstraint("node_id", "report_id"),
         Index(None, "node_id", "received_at"),
+        Index(None, "received_at"),  # reconciliation reads one interval of every node at once
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -97,8 +97,9 @@ class ReconciliationSession(Base):
     paid: Mapped[int] = mapped_column(BigInteger, default=0)
     excluded_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     ok_segments: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Sequences whose first ok receipt already counted (a duplicate counts nothing).
-    seen_sequences: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Highest sequence counted so far: an ok receipt for this one or a lower one is a
+    # duplicate (live playback fetches in order; reconciliation.py says why that is sound).
+    max_sequence: Mapped[int] = mapped_column(BigInteger, default=-1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

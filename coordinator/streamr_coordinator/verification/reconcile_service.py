@@ -2,45 +2,65 @@
 
 Intervals are ``reconcile_interval_s`` long and aligned to the Unix epoch; [t, t+L) is done once
 ``now >= t + L + reconcile_grace_s`` (the last report and receipt batch are in). A watermark
-holds the start of the next interval to do. Each interval's inputs are loaded in a few bulk
-queries (claims, receipts, sessions, node networks, segments, running totals), the pure
-``reconcile`` runs per (node, stream) with activity, and everything the interval produced
-(reconciliations, discrepancies, new running totals, the watermark) is written in one
-transaction. ``UNIQUE(node, stream, interval_start)`` makes a second worker's copy fail rather
-than count twice; a worker that died mid-interval left nothing, and the next run does it again.
+holds the start of the next interval to do.
+
+The database does the per-row work: one query summarizes the interval's receipts per (node,
+stream, session) after the plausibility rules (``SessionReceipts``, exactly what the pure
+``summarize_receipts`` computes from rows; a test holds the two equal on SQLite and PostgreSQL),
+one sums the claims per (node, stream, session); both bring the session's facts and running
+totals along. Python runs the pure ``reconcile`` per (node, stream) on those summaries, and
+everything the interval produced (reconciliations, discrepancies, running totals, the watermark)
+is written in bulk (SQLAlchemy Core, no ORM objects) in one transaction.
+``UNIQUE(node, stream, interval_start)`` makes a second worker's copy fail rather than count
+twice; a worker that died mid-interval left nothing, and the next run does it again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    extract,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..attestation.models import Segment
 from ..context import AppContext
 from ..database import utcnow
-from ..nodes.models import Node
-from ..streams.models import Stream
 from ..usage.models import UsageLine, UsageReport
 from ..viewers.models import Receipt, ViewerSession
 from .models import Discrepancy, NodeNetwork, Reconciliation, ReconciliationSession, Watermark
 from .reconciliation import (
     DEFAULT,
-    ClaimFact,
     IntervalInput,
     IntervalVerdict,
-    ReceiptFact,
     ReconcileParams,
     SegmentFact,
     SessionFact,
+    SessionReceipts,
     SessionTotals,
+    max_receipt_bps,
     reconcile,
 )
 
@@ -49,9 +69,28 @@ log = logging.getLogger("streamr.verification")
 WATERMARK = "reconciliation"
 MAX_INTERVALS_PER_RUN = 60  # catching up after downtime happens over several runs
 FIRST_LOOKBACK_S = 86_400  # a fresh database starts no further back than this
-_CHUNK = 500
 
 Guard = Callable[[AsyncSession], Awaitable[None]]
+
+_R = Receipt.__table__
+_SEG = Segment.__table__
+_TOT = ReconciliationSession.__table__
+_VS = ViewerSession.__table__
+_NN = NodeNetwork.__table__
+_REC = Reconciliation.__table__
+_DIS = Discrepancy.__table__
+
+# A receipt's bucket (SessionReceipts): c counted (if its sequence is new), d duplicate of an
+# earlier interval, b before its segment, s stale, t too fast, u unknown segment, m mismatch,
+# f failure.
+_BUCKETS = {
+    "before_segment": "b",
+    "stale": "s",
+    "too_fast": "t",
+    "unknown_segment": "u",
+    "mismatches": "m",
+    "failures": "f",
+}
 
 
 def interval_start(at: datetime, length_s: int) -> int:
@@ -64,196 +103,235 @@ def _at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _age_s(dialect: str, later: Any, earlier: Any) -> ColumnElement[Any]:
+    """Seconds from ``earlier`` to ``later`` (SQLite keeps timestamps as text)."""
+    if dialect == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86_400.0
+    return extract("epoch", later - earlier)
+
+
+def _totals_columns() -> list[Any]:
+    """The running totals of the row's (node, session), NULL when there are none yet."""
+    return [
+        _TOT.c.claimed.label("t_claimed"),
+        _TOT.c.receipted.label("t_receipted"),
+        _TOT.c.paid.label("t_paid"),
+        _TOT.c.excluded_reason.label("t_excluded"),
+        _TOT.c.max_sequence.label("t_max_sequence"),
+        _TOT.c.ok_segments.label("t_ok_segments"),
+    ]
+
+
+def _facts(inner: Any) -> Select[Any]:
+    """``inner`` (node_id, stream_id, session_id, ...) with the session's facts and running
+    totals joined once per session, after the aggregation."""
+    same_network = exists().where(
+        _NN.c.node_id == inner.c.node_id, _NN.c.network == _VS.c.client_network
+    )
+    return select(
+        inner,
+        _VS.c.stream_id.label("v_stream_id"),
+        _VS.c.created_at.label("v_opened_at"),
+        _VS.c.sources_polls.label("v_sources_polls"),
+        _VS.c.is_probe.label("v_is_probe"),
+        same_network.label("v_same_network"),
+        *_totals_columns(),
+    ).select_from(
+        inner.outerjoin(_VS, _VS.c.id == inner.c.session_id).outerjoin(
+            _TOT,
+            and_(_TOT.c.node_id == inner.c.node_id, _TOT.c.session_id == inner.c.session_id),
+        )
+    )
+
+
+def receipt_summary_query(
+    dialect: str, start: datetime, end: datetime, params: ReconcileParams = DEFAULT
+) -> Select[Any]:
+    """One row per (node, stream, session) with receipts received in [start, end): the
+    ``SessionReceipts`` columns, the session's facts and its running totals."""
+    earlier = _TOT.alias("earlier")  # the pair's highest sequence counted before
+    prior = func.coalesce(earlier.c.max_sequence, -1)
+    bucket = case(
+        (_R.c.outcome == "mismatch", "m"),
+        (_R.c.outcome != "ok", "f"),
+        (_SEG.c.size.is_(None), "u"),
+        (_R.c.received_at < _SEG.c.created_at, "b"),
+        (_age_s(dialect, _R.c.received_at, _SEG.c.created_at) > params.max_receipt_age_s, "s"),
+        (
+            and_(
+                _R.c.download_ms > 0,
+                _R.c.bytes > 0,
+                _R.c.bytes * 8000 > literal(max_receipt_bps(params), BigInteger) * _R.c.download_ms,
+            ),
+            "t",
+        ),
+        (_R.c.sequence <= prior, "d"),
+        else_="c",
+    )
+    rows = (
+        select(
+            _R.c.node_id,
+            _R.c.stream_id,
+            _R.c.session_id,
+            _R.c.sequence,
+            _R.c.outcome,
+            _R.c.received_at,
+            bucket.label("bucket"),
+            case((_R.c.bytes < _SEG.c.size, _R.c.bytes), else_=_SEG.c.size).label("value"),
+            case((_R.c.bytes != _SEG.c.size, 1), else_=0).label("off_size"),
+        )
+        .select_from(
+            _R.outerjoin(
+                _SEG, and_(_SEG.c.stream_id == _R.c.stream_id, _SEG.c.sequence == _R.c.sequence)
+            ).outerjoin(
+                earlier,
+                and_(earlier.c.node_id == _R.c.node_id, earlier.c.session_id == _R.c.session_id),
+            )
+        )
+        .where(_R.c.node_id.is_not(None), _R.c.received_at >= start, _R.c.received_at < end)
+        .subquery("rows")
+    )
+
+    # Grouped by bucket too, so the bucket is computed once per receipt (a group key), and
+    # a sequence receipted twice in the interval is one group.
+    keys = (rows.c.node_id, rows.c.stream_id, rows.c.session_id)
+    groups = (
+        select(
+            *keys,
+            rows.c.sequence,
+            rows.c.bucket,
+            func.min(rows.c.value).label("value"),
+            func.count().label("n"),
+            func.sum(rows.c.off_size).label("off_size"),
+            func.min(rows.c.received_at).label("first_at"),
+            func.max(rows.c.received_at).label("last_at"),
+        )
+        .group_by(*keys, rows.c.sequence, rows.c.bucket)
+        .subquery("groups")
+    )
+    g = groups.c
+    counted = g.bucket == "c"
+
+    def total(condition: ColumnElement[bool], value: Any) -> Any:
+        return func.sum(case((condition, value), else_=0))
+
+    per_session = (
+        select(
+            g.node_id,
+            g.stream_id,
+            g.session_id,
+            total(counted, g.value).label("counted_bytes"),
+            total(counted, 1).label("ok_segments"),
+            func.coalesce(func.max(case((counted, g.sequence))), -1).label("max_sequence"),
+            total(g.bucket.in_(("c", "d")), g.off_size).label("size_mismatches"),
+            *(total(g.bucket == code, g.n).label(name) for name, code in _BUCKETS.items()),
+            func.sum(case((counted, g.n - 1), (g.bucket == "d", g.n), else_=0)).label("duplicates"),
+            total(g.bucket.not_in(("m", "f")), g.n).label("ok_receipts"),
+            func.min(g.first_at).label("first_at"),
+            func.max(g.last_at).label("last_at"),
+        )
+        .group_by(g.node_id, g.stream_id, g.session_id)
+        .subquery("per_session")
+    )
+    return _facts(per_session)
+
+
+def claim_summary_query(start: datetime, end: datetime) -> Select[Any]:
+    """One row per (node, stream, session) claimed in reports received in [start, end): the
+    claimed bytes, the session's facts and its running totals."""
+    claims = (
+        select(
+            UsageReport.node_id,
+            UsageReport.stream_id,
+            UsageLine.session_id,
+            func.sum(UsageLine.bytes).label("claimed"),
+        )
+        .join(UsageLine, UsageLine.report_pk == UsageReport.id)
+        .where(UsageReport.received_at >= start, UsageReport.received_at < end)
+        .group_by(UsageReport.node_id, UsageReport.stream_id, UsageLine.session_id)
+        .subquery("claims")
+    )
+    return _facts(claims)
+
+
+_COUNT_FIELDS = tuple(
+    name for name in SessionReceipts.__dataclass_fields__ if name not in ("first_at", "last_at")
+)
 
 
 @dataclass
-class _Interval:
-    """Everything one interval's reconciliations read, for all nodes at once."""
+class _Pair:
+    """One (node, stream)'s inputs of the interval."""
 
-    claims: dict[tuple[str, str], list[ClaimFact]]
-    receipts: dict[tuple[str, str], list[ReceiptFact]]
-    sessions: dict[str, ViewerSession]
-    networks: dict[str, set[str]]
-    segments: dict[str, dict[int, SegmentFact]]
-    totals: dict[tuple[str, str], ReconciliationSession]
+    claims: dict[str, int] = field(default_factory=dict)
+    receipts: dict[str, SessionReceipts] = field(default_factory=dict)
+    sessions: dict[str, SessionFact] = field(default_factory=dict)
+    before: dict[str, SessionTotals] = field(default_factory=dict)
+
+
+def _take_facts(pair: _Pair, stream_id: str, row: Any) -> None:
+    sid = row.session_id
+    if row.v_stream_id == stream_id and sid not in pair.sessions:
+        pair.sessions[sid] = SessionFact(
+            session_id=sid,
+            opened_at=row.v_opened_at,
+            same_network_as_node=bool(row.v_same_network),
+            sources_polls=row.v_sources_polls,
+            is_probe=bool(row.v_is_probe),
+        )
+    if row.t_claimed is not None and sid not in pair.before:
+        pair.before[sid] = SessionTotals(
+            claimed=row.t_claimed,
+            receipted=row.t_receipted,
+            paid=row.t_paid,
+            excluded_reason=row.t_excluded,
+            max_sequence=row.t_max_sequence,
+            ok_segments=row.t_ok_segments,
+        )
 
 
 async def _load(
     session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams
-) -> _Interval:
-    # Every report belongs to a node and every receipt to a stream (foreign keys that cascade):
-    # naming them all lets PostgreSQL range-scan the (node_id, received_at) and (stream_id,
-    # received_at) indexes instead of reading the whole tables for each interval.
-    claims: dict[tuple[str, str], list[ClaimFact]] = defaultdict(list)
-    all_nodes = list(await session.scalars(select(Node.id).order_by(Node.id)))
-    for chunk in _chunks(all_nodes):
-        rows = await session.execute(
-            select(
-                UsageReport.node_id,
-                UsageReport.stream_id,
-                UsageReport.received_at,
-                UsageLine.session_id,
-                UsageLine.bytes,
-                UsageLine.segments,
-            )
-            .join(UsageLine, UsageLine.report_pk == UsageReport.id)
-            .where(
-                UsageReport.node_id.in_(chunk),
-                UsageReport.received_at >= start,
-                UsageReport.received_at < end,
-            )
+) -> tuple[dict[tuple[str, str], _Pair], dict[str, dict[int, SegmentFact]]]:
+    pairs: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
+    dialect = _dialect(session)
+    for row in await session.execute(receipt_summary_query(dialect, start, end, params)):
+        pair = pairs[(row.node_id, row.stream_id)]
+        pair.receipts[row.session_id] = SessionReceipts(
+            **{name: int(getattr(row, name)) for name in _COUNT_FIELDS},  # SUMs may be numeric
+            first_at=row.first_at,
+            last_at=row.last_at,
         )
-        for node_id, stream_id, at, sid, nbytes, segments in rows:
-            claims[(node_id, stream_id)].append(ClaimFact(sid, nbytes, segments, at))
+        _take_facts(pair, row.stream_id, row)
+    for row in await session.execute(claim_summary_query(start, end)):
+        pair = pairs[(row.node_id, row.stream_id)]
+        pair.claims[row.session_id] = int(row.claimed)
+        _take_facts(pair, row.stream_id, row)
 
-    receipts: dict[tuple[str, str], list[ReceiptFact]] = defaultdict(list)
-    all_streams = list(await session.scalars(select(Stream.id).order_by(Stream.id)))
-    for chunk in _chunks(all_streams):
-        rows = await session.execute(
-            select(
-                Receipt.node_id,
-                Receipt.stream_id,
-                Receipt.session_id,
-                Receipt.sequence,
-                Receipt.bytes,
-                Receipt.outcome,
-                Receipt.received_at,
-                Receipt.ttfb_ms,
-                Receipt.download_ms,
-            ).where(
-                Receipt.stream_id.in_(chunk),
-                Receipt.node_id.is_not(None),
-                Receipt.received_at >= start,
-                Receipt.received_at < end,
-            )
-        )
-        for node_id, stream_id, sid, seq, nbytes, outcome, at, ttfb, download in rows:
-            receipts[(node_id, stream_id)].append(
-                ReceiptFact(sid, seq, nbytes, outcome, at, ttfb, download)
-            )
-
-    pairs = claims.keys() | receipts.keys()
-    sids = sorted(
-        {c.session_id for v in claims.values() for c in v}
-        | {r.session_id for v in receipts.values() for r in v}
-    )
-    sessions: dict[str, ViewerSession] = {}
-    for chunk in _chunks(sids):
-        for row in await session.scalars(select(ViewerSession).where(ViewerSession.id.in_(chunk))):
-            sessions[row.id] = row
-
-    node_ids = sorted({node for node, _ in pairs})
-    networks: dict[str, set[str]] = defaultdict(set)
-    for chunk in _chunks(node_ids):
-        for node_id, network in await session.execute(
-            select(NodeNetwork.node_id, NodeNetwork.network).where(NodeNetwork.node_id.in_(chunk))
-        ):
-            networks[node_id].add(network)
-
-    oldest = start - timedelta(seconds=params.max_receipt_age_s)
-    active_streams = sorted({stream for _, stream in pairs})
-    segments: dict[str, dict[int, SegmentFact]] = {stream_id: {} for stream_id in active_streams}
-    for chunk in _chunks(active_streams):  # one query for all streams, not one per stream
+    # The streams' segments of the window, for the plausibility cap and the target duration.
+    oldest = start - timedelta(seconds=params.plausible_lookback_s)
+    streams = sorted({stream for _, stream in pairs})
+    segments: dict[str, dict[int, SegmentFact]] = {stream: {} for stream in streams}
+    if streams:
         for stream_id, seq, size, at, duration_ms in await session.execute(
             select(
-                Segment.stream_id,
-                Segment.sequence,
-                Segment.size,
-                Segment.created_at,
-                Segment.duration_ms,
+                _SEG.c.stream_id,
+                _SEG.c.sequence,
+                _SEG.c.size,
+                _SEG.c.created_at,
+                _SEG.c.duration_ms,
             ).where(
-                Segment.stream_id.in_(chunk),
-                Segment.created_at >= oldest,
-                Segment.created_at < end,
+                _SEG.c.stream_id.in_(streams),
+                _SEG.c.created_at >= oldest,
+                _SEG.c.created_at < end,
             )
         ):
             segments[stream_id][seq] = SegmentFact(seq, size, at, duration_ms / 1000)
-
-    keys = sorted(
-        {(node, c.session_id) for (node, _), v in claims.items() for c in v}
-        | {(node, r.session_id) for (node, _), v in receipts.items() for r in v}
-    )
-    totals: dict[tuple[str, str], ReconciliationSession] = {}
-    for chunk in _chunks(keys):
-        for row in await session.scalars(
-            select(ReconciliationSession).where(
-                tuple_(ReconciliationSession.node_id, ReconciliationSession.session_id).in_(chunk)
-            )
-        ):
-            totals[(row.node_id, row.session_id)] = row
-    return _Interval(claims, receipts, sessions, networks, segments, totals)
-
-
-def _totals_of(row: ReconciliationSession | None) -> SessionTotals:
-    if row is None:
-        return SessionTotals()
-    return SessionTotals(
-        claimed=row.claimed,
-        receipted=row.receipted,
-        paid=row.paid,
-        excluded_reason=row.excluded_reason,
-        seen_sequences=frozenset(row.seen_sequences or ()),
-        ok_segments=row.ok_segments,
-    )
-
-
-def build_input(
-    data: _Interval,
-    node_id: str,
-    stream_id: str,
-    start: datetime,
-    end: datetime,
-    report_interval_s: float,
-) -> IntervalInput:
-    claims = data.claims.get((node_id, stream_id), [])
-    receipts = data.receipts.get((node_id, stream_id), [])
-    sids = {c.session_id for c in claims} | {r.session_id for r in receipts}
-    node_networks = data.networks.get(node_id, set())
-    sessions = {}
-    for sid in sids:
-        row = data.sessions.get(sid)
-        if row is None or row.stream_id != stream_id:
-            continue  # unknown here: reconcile calls it unknown_session
-        sessions[sid] = SessionFact(
-            session_id=sid,
-            opened_at=row.created_at,
-            same_network_as_node=row.client_network is not None
-            and row.client_network in node_networks,
-            sources_polls=row.sources_polls,
-            is_probe=row.is_probe,
-        )
-    return IntervalInput(
-        node_id=node_id,
-        stream_id=stream_id,
-        start=start,
-        end=end,
-        segments=data.segments.get(stream_id, {}),
-        sessions=sessions,
-        claims=claims,
-        receipts=receipts,
-        before={sid: _totals_of(data.totals.get((node_id, sid))) for sid in sids},
-        report_interval_s=report_interval_s,
-    )
-
-
-def viewer_summary(inp: IntervalInput, verdict: IntervalVerdict) -> tuple[int, int, int]:
-    """(ok, failed, sessions with a mismatch) over receipts of real, uncontrolled viewers."""
-    ok = failed = 0
-    mismatching: set[str] = set()
-    for r in inp.receipts:
-        fact = inp.sessions.get(r.session_id)
-        if fact is None or fact.is_probe or r.session_id in verdict.excluded:
-            continue
-        if r.outcome == "ok":
-            ok += 1
-        elif r.outcome == "mismatch":
-            mismatching.add(r.session_id)
-        else:
-            failed += 1
-    return ok, failed, len(mismatching)
+    return pairs, segments
 
 
 class WatermarkMoved(Exception):
@@ -274,38 +352,31 @@ async def reconcile_interval(
     start, end = _at(start_s), _at(start_s + length)
     for _attempt in range(3):
         async with ctx.sessions() as session:
-            data = await _load(session, start, end, params)
+            pairs, segments = await _load(session, start, end, params)
             done = set(
                 await session.execute(
-                    select(Reconciliation.node_id, Reconciliation.stream_id).where(
-                        Reconciliation.interval_start == start
-                    )
+                    select(_REC.c.node_id, _REC.c.stream_id).where(_REC.c.interval_start == start)
                 )
             )
-            pairs = sorted((data.claims.keys() | data.receipts.keys()) - done)
-            written: list[tuple[Reconciliation, IntervalVerdict]] = []
-            for node_id, stream_id in pairs:
-                inp = build_input(
-                    data, node_id, stream_id, start, end, ctx.settings.usage_report_interval_s
+            written: list[tuple[IntervalInput, IntervalVerdict]] = []
+            for (node_id, stream_id), pair in sorted(pairs.items()):
+                if (node_id, stream_id) in done:
+                    continue
+                inp = IntervalInput(
+                    node_id=node_id,
+                    stream_id=stream_id,
+                    start=start,
+                    end=end,
+                    segments=segments.get(stream_id, {}),
+                    sessions=pair.sessions,
+                    claims=pair.claims,
+                    receipts=pair.receipts,
+                    before=pair.before,
+                    report_interval_s=ctx.settings.usage_report_interval_s,
                 )
-                verdict = reconcile(inp, params)
-                written.append((_write(session, data, inp, verdict), verdict))
+                written.append((inp, reconcile(inp, params)))
             try:
-                await session.flush()  # the reconciliations' ids, for their discrepancies
-                session.add_all(
-                    Discrepancy(
-                        reconciliation_id=row.id,
-                        node_id=row.node_id,
-                        kind=d.kind[:32],
-                        session_id=d.session_id,
-                        claimed=d.claimed,
-                        receipted=d.receipted,
-                        evidence=dict(d.evidence),
-                        created_at=row.created_at,
-                    )
-                    for row, verdict in written
-                    for d in verdict.discrepancies
-                )
+                await _write(session, written)
                 await _advance(session, WATERMARK, start_s, start_s + length)
                 if guard is not None:
                     await guard(session)
@@ -327,47 +398,121 @@ async def reconcile_interval(
     raise RuntimeError(f"interval {start.isoformat()} could not be written after 3 attempts")
 
 
-def _write(
-    session: AsyncSession, data: _Interval, inp: IntervalInput, verdict: IntervalVerdict
-) -> Reconciliation:
-    """Add the interval's reconciliation and the new running totals to ``session``."""
-    ok, failed, mismatching = viewer_summary(inp, verdict)
-    row = Reconciliation(
-        node_id=inp.node_id,
-        stream_id=inp.stream_id,
-        interval_start=inp.start,
-        interval_end=inp.end,
-        claimed_bytes=verdict.claimed_bytes,
-        receipted_bytes=verdict.receipted_bytes,
-        plausible_bytes=verdict.plausible_bytes,
-        paid_bytes=verdict.paid_bytes,
-        outcome=verdict.outcome,
-        ratio=verdict.ratio,
-        excluded_sessions=len(verdict.excluded),
-        viewer_ok=ok,
-        viewer_failed=failed,
-        viewer_mismatch_sessions=mismatching,
-        created_at=utcnow(),
+async def _write(
+    session: AsyncSession, written: list[tuple[IntervalInput, IntervalVerdict]]
+) -> None:
+    """The interval's reconciliations, their discrepancies and the new running totals, each
+    in one multi-row statement (per 30,000 values)."""
+    if not written:
+        return
+    now = utcnow()
+    recs = [
+        {
+            "node_id": inp.node_id,
+            "stream_id": inp.stream_id,
+            "interval_start": inp.start,
+            "interval_end": inp.end,
+            "claimed_bytes": v.claimed_bytes,
+            "receipted_bytes": v.receipted_bytes,
+            "plausible_bytes": v.plausible_bytes,
+            "paid_bytes": v.paid_bytes,
+            "outcome": v.outcome,
+            "ratio": v.ratio,
+            "excluded_sessions": len(v.excluded),
+            "viewer_ok": v.viewer_ok,
+            "viewer_failed": v.viewer_failed,
+            "viewer_mismatch_sessions": v.viewer_mismatch_sessions,
+            "created_at": now,
+        }
+        for inp, v in written
+    ]
+    dialect = _dialect(session)
+    returned = await _insert_many(
+        session, dialect, _REC, recs, returning=("id", "node_id", "stream_id")
     )
-    session.add(row)
-    for sid in inp.before:
-        totals = verdict.after.get(sid)
-        if totals is None:
-            continue
-        existing = data.totals.get((inp.node_id, sid))
-        if existing is None:
-            existing = ReconciliationSession(node_id=inp.node_id, session_id=sid)
-            session.add(existing)
-            data.totals[(inp.node_id, sid)] = existing
-        existing.stream_id = inp.stream_id
-        existing.claimed = totals.claimed
-        existing.receipted = totals.receipted
-        existing.paid = totals.paid
-        existing.excluded_reason = totals.excluded_reason
-        existing.ok_segments = totals.ok_segments
-        existing.seen_sequences = sorted(totals.seen_sequences)
-        existing.updated_at = row.created_at
-    return row
+    ids = {(node, stream): rec_id for rec_id, node, stream in returned}
+    if len(ids) < len(recs):  # SQLite returns nothing from an executemany: read the ids back
+        rows = await session.execute(
+            select(_REC.c.id, _REC.c.node_id, _REC.c.stream_id).where(
+                _REC.c.interval_start == written[0][0].start
+            )
+        )
+        ids = {(node, stream): rec_id for rec_id, node, stream in rows}
+    discrepancies = [
+        {
+            "reconciliation_id": ids[(inp.node_id, inp.stream_id)],
+            "node_id": inp.node_id,
+            "kind": d.kind[:32],
+            "session_id": d.session_id,
+            "claimed": d.claimed,
+            "receipted": d.receipted,
+            "evidence": dict(d.evidence),
+            "created_at": now,
+        }
+        for inp, v in written
+        for d in v.discrepancies
+    ]
+    await _insert_many(session, dialect, _DIS, discrepancies)
+    totals = [
+        {
+            "node_id": inp.node_id,
+            "session_id": sid,
+            "stream_id": inp.stream_id,
+            "claimed": t.claimed,
+            "receipted": t.receipted,
+            "paid": t.paid,
+            "excluded_reason": t.excluded_reason,
+            "max_sequence": t.max_sequence,
+            "ok_segments": t.ok_segments,
+            "updated_at": now,
+        }
+        for inp, v in written
+        for sid, t in v.after.items()
+    ]
+    await _insert_many(session, dialect, _TOT, totals, upsert=("node_id", "session_id"))
+
+
+async def _insert_many(
+    session: AsyncSession,
+    dialect: str,
+    table: Any,
+    rows: list[dict[str, Any]],
+    *,
+    upsert: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
+) -> list[Any]:
+    """Insert ``rows`` in one statement: on PostgreSQL ``INSERT ... SELECT FROM unnest(one
+    array per column)`` (a handful of parameters, however many rows; ``upsert`` names the key
+    of an ``ON CONFLICT DO UPDATE``, ``returning`` columns come back); elsewhere an
+    executemany (SQLite runs in-process; nothing is returned)."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    if dialect != "postgresql":
+        stmt: Any = sqlite.insert(table) if dialect == "sqlite" else insert(table)
+        if upsert:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(upsert),
+                set_={n: stmt.excluded[n] for n in names if n not in upsert},
+            )
+        await session.execute(stmt, rows)
+        return []
+    pg = postgresql.dialect()
+    arrays = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=pg)}[])" for n in names)
+    # Names are the table's own columns (``table.c[n]`` above refused any other); values are
+    # bound parameters.
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    if upsert:
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in upsert)
+        sql += f" ON CONFLICT ({', '.join(upsert)}) DO UPDATE SET {updates}"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    params = {
+        n: [json.dumps(r[n]) if isinstance(table.c[n].type, JSON) else r[n] for r in rows]
+        for n in names
+    }
+    result = await session.execute(text(sql), params)
+    return list(result) if returning else []
 
 
 async def _advance(session: AsyncSession, name: str, expected: int, to: int) -> None:

@@ -4,9 +4,21 @@ Per (node, session) the running totals are kept (``SessionTotals``) and an inter
 increase of ``paid = min(claimed, receipted)``, so interval boundaries never matter: a claim
 that arrives before its receipts (or after) is paid once both are in, and never twice.
 
+Its input is per-session summaries, not rows: ``SessionReceipts`` (what one session's receipts
+of the interval add up to) and claimed bytes per session. ``summarize_receipts`` computes the
+summaries from raw ``ReceiptFact`` rows (the simulator and the tests); the coordinator computes
+the same numbers with one SQL query per interval (``reconcile_service``), and a test holds the
+two equal on random receipts.
+
 A receipt counts only as far as it is plausible: an ``ok`` receipt for a segment that was
-attested before the receipt arrived, not older than ``max_receipt_age_s``, the first for that
-(session, sequence), at most the segment's attested size. The increases of one interval are
+attested before the receipt arrived, not older than ``max_receipt_age_s``, not faster than a
+browser, at most the segment's attested size, and not a duplicate. Duplicates follow a monotonic
+rule per (node, session): a sequence counts only if it is higher than every sequence counted for
+that pair in earlier intervals, and once within the interval (if it was receipted twice, the
+smaller ``min(bytes, size)`` counts). That is sound for live playback: a player fetches segments
+in order and the watch page sends its receipt batches one at a time, in order; a segment fetched
+again after a stall comes from another node (another pair). An honest node loses at most the
+rare segment a viewer scrolls back to (the safe direction). The increases of one interval are
 capped by ``plausible_bytes`` (segments that existed in the interval x the node's active
 sessions x their sizes).
 
@@ -27,7 +39,7 @@ they are never treated as controlled.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -40,7 +52,7 @@ IMPOSSIBLE_TIMING = "impossible_timing"
 UNKNOWN_SESSION = "unknown_session"
 # Reasons that are evidence of fabrication; ``same_network`` alone is not (see the docstring).
 FABRICATION_REASONS = frozenset({NO_PLAYBACK, IMPOSSIBLE_TIMING, UNKNOWN_SESSION})
-EVIDENCE_SAMPLE = 20  # sequences/sessions listed in a discrepancy's evidence, at most
+EVIDENCE_SAMPLE = 20  # sessions listed in a discrepancy's evidence, at most
 
 
 @dataclass(frozen=True)
@@ -95,15 +107,41 @@ class SessionFact:
 
 @dataclass(frozen=True)
 class SessionTotals:
-    """Running totals of one (node, session). ``seen_sequences`` holds only sequences recent
-    enough to be receipted again (older receipts are stale anyway), so it stays small."""
+    """Running totals of one (node, session)."""
 
     claimed: int = 0
     receipted: int = 0
     paid: int = 0
     excluded_reason: str | None = None
-    seen_sequences: frozenset[int] = frozenset()
+    max_sequence: int = -1  # highest sequence ever counted (a lower or equal one is a duplicate)
     ok_segments: int = 0  # ok receipts ever counted (the impossible-timing rule needs it)
+
+
+@dataclass(frozen=True)
+class SessionReceipts:
+    """What one (node, session)'s receipts of an interval add up to, after the plausibility
+    rules. Every receipt falls in exactly one of: counted (``ok_segments``, one per sequence),
+    ``duplicates``, ``before_segment``, ``stale``, ``too_fast``, ``unknown_segment`` (all ``ok``
+    receipts), ``mismatches`` or ``failures`` (the other outcomes)."""
+
+    counted_bytes: int = 0  # sum over counted sequences of min(bytes, segment size)
+    ok_segments: int = 0
+    max_sequence: int = -1  # highest counted sequence, -1 for none
+    size_mismatches: int = 0  # plausible ok receipts (duplicates too) whose bytes != size
+    before_segment: int = 0  # received before the segment was attested
+    too_fast: int = 0
+    stale: int = 0
+    unknown_segment: int = 0
+    duplicates: int = 0
+    ok_receipts: int = 0  # every ok receipt, counted or not
+    mismatches: int = 0
+    failures: int = 0  # error, stall
+    first_at: datetime | None = None  # first and last receipt (any outcome)
+    last_at: datetime | None = None
+
+
+NO_RECEIPTS = SessionReceipts()
+EMPTY_TOTALS = SessionTotals()
 
 
 @dataclass(frozen=True)
@@ -118,9 +156,11 @@ class Discrepancy:
 @dataclass(frozen=True)
 class IntervalInput:
     """One node's interval. ``segments``: the stream's segments attested from
-    ``start - max_receipt_age_s`` to ``end`` (a receipt for any other counts nothing);
-    ``sessions``: every session named by a claim or receipt (a claim for a session missing
-    here is ``unknown_session``); claims and receipts: those received in [start, end)."""
+    ``start - max_receipt_age_s`` to ``end`` (for the plausibility cap and the target
+    duration); ``sessions``: every session named by a claim or receipt (a claim for a session
+    missing here is ``unknown_session``); ``claims``: claimed bytes per session and
+    ``receipts``: summaries per session (``summarize_claims``, ``summarize_receipts``) of the
+    claims and receipts received in [start, end)."""
 
     node_id: str
     stream_id: str
@@ -128,8 +168,8 @@ class IntervalInput:
     end: datetime
     segments: Mapping[int, SegmentFact]
     sessions: Mapping[str, SessionFact]
-    claims: Sequence[ClaimFact]
-    receipts: Sequence[ReceiptFact]
+    claims: Mapping[str, int]
+    receipts: Mapping[str, SessionReceipts]
     before: Mapping[str, SessionTotals]
     report_interval_s: float = 10.0
 
@@ -152,7 +192,11 @@ class IntervalVerdict:
     compared_claimed_bytes: int = 0
     unmatched_bytes: int = 0
     ratio: float | None = None  # covered share: 1 - unmatched / compared claimed
-    receipt_outcomes: Mapping[str, int] = field(default_factory=dict)  # count per outcome
+    receipt_outcomes: Mapping[str, int] = field(default_factory=dict)  # ok/mismatch/failed
+    # Receipts of real viewers (not probes, not controlled sessions), for trust.
+    viewer_ok: int = 0
+    viewer_failed: int = 0
+    viewer_mismatch_sessions: int = 0
 
 
 def _target_s(segments: Mapping[int, SegmentFact], params: ReconcileParams) -> float:
@@ -160,65 +204,113 @@ def _target_s(segments: Mapping[int, SegmentFact], params: ReconcileParams) -> f
     return max(durations) if durations else params.default_target_s
 
 
-def _too_fast(receipt: ReceiptFact, params: ReconcileParams) -> bool:
-    if not receipt.download_ms or receipt.bytes <= 0:
+def max_receipt_bps(params: ReconcileParams) -> int:
+    """The throughput limit as an integer, so SQL and Python compare it exactly."""
+    return int(params.max_receipt_bps)
+
+
+def _too_fast(nbytes: int, download_ms: int | None, params: ReconcileParams) -> bool:
+    if not download_ms or download_ms <= 0 or nbytes <= 0:
         return False  # no timing, or 0 ms (loopback): nothing to judge
-    return receipt.bytes * 8000 / receipt.download_ms > params.max_receipt_bps
+    return nbytes * 8000 > max_receipt_bps(params) * download_ms
+
+
+def summarize_claims(claims: Iterable[ClaimFact]) -> dict[str, int]:
+    """Claimed bytes per session."""
+    out: dict[str, int] = defaultdict(int)
+    for c in claims:
+        out[c.session_id] += c.bytes
+    return dict(out)
+
+
+def summarize_receipts(
+    receipts: Iterable[ReceiptFact],
+    segments: Mapping[int, SegmentFact],
+    before: Mapping[str, SessionTotals],
+    params: ReconcileParams = DEFAULT,
+) -> dict[str, SessionReceipts]:
+    """One node's receipts of an interval, summarized per session (the rules are in the module
+    docstring). ``segments`` must hold every segment a receipt may name (a missing one is
+    ``unknown_segment``); ``before`` gives each session's highest sequence counted so far."""
+    max_age = timedelta(seconds=params.max_receipt_age_s)
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    counted: dict[str, dict[int, int]] = defaultdict(dict)  # session -> sequence -> bytes
+    times: dict[str, list[datetime]] = {}
+    for r in receipts:
+        n = counts[r.session_id]
+        span = times.setdefault(r.session_id, [r.received_at, r.received_at])
+        span[0], span[1] = min(span[0], r.received_at), max(span[1], r.received_at)
+        if r.outcome != "ok":
+            n["mismatches" if r.outcome == "mismatch" else "failures"] += 1
+            continue
+        n["ok_receipts"] += 1
+        segment = segments.get(r.sequence)
+        if segment is None:
+            n["unknown_segment"] += 1
+        elif r.received_at < segment.attested_at:
+            n["before_segment"] += 1
+        elif r.received_at - segment.attested_at > max_age:
+            n["stale"] += 1
+        elif _too_fast(r.bytes, r.download_ms, params):
+            n["too_fast"] += 1
+        else:
+            if r.bytes != segment.size:
+                n["size_mismatches"] += 1
+            prior = before.get(r.session_id, EMPTY_TOTALS).max_sequence
+            mine = counted[r.session_id]
+            value = min(r.bytes, segment.size)
+            if r.sequence <= prior:
+                n["duplicates"] += 1
+            elif r.sequence in mine:
+                n["duplicates"] += 1
+                mine[r.sequence] = min(mine[r.sequence], value)
+            else:
+                mine[r.sequence] = value
+    out = {}
+    for sid, n in counts.items():
+        mine = counted.get(sid, {})
+        first, last = times[sid]
+        out[sid] = SessionReceipts(
+            counted_bytes=sum(mine.values()),
+            ok_segments=len(mine),
+            max_sequence=max(mine, default=-1),
+            first_at=first,
+            last_at=last,
+            **n,
+        )
+    return out
 
 
 def _sample(values: Sequence[object]) -> list[object]:
     return list(values[:EVIDENCE_SAMPLE])
 
 
+# Discrepancy kind -> the SessionReceipts count it records.
+_NOTES = (
+    ("mismatch", "mismatches"),
+    ("unknown_segment", "unknown_segment"),
+    ("stale_receipt", "stale"),
+    ("duplicate_receipt", "duplicates"),
+    ("size_mismatch", "size_mismatches"),
+)
+
+
 class _SessionWork:
     """What one session's receipts and claims add up to in this interval."""
 
-    __slots__ = ("before", "claimed", "counted", "notes", "ok_new", "reason", "seen", "timing")
+    __slots__ = ("before", "claimed", "counted", "ok_new", "reason", "timing")
 
-    def __init__(self, before: SessionTotals) -> None:
+    def __init__(self, before: SessionTotals, claimed: int, summary: SessionReceipts) -> None:
         self.before = before
-        self.claimed = 0
-        self.counted = 0
-        self.ok_new = 0
-        self.seen = set(before.seen_sequences)
+        self.claimed = claimed
+        self.counted = summary.counted_bytes
+        self.ok_new = summary.ok_segments
         self.reason = before.excluded_reason
         self.timing: list[str] = []  # why the timing is impossible, if it is
-        self.notes: dict[str, list[int]] = defaultdict(list)  # discrepancy kind -> sequences
-
-
-def _count_receipts(
-    work: _SessionWork,
-    receipts: Sequence[ReceiptFact],
-    segments: Mapping[int, SegmentFact],
-    params: ReconcileParams,
-) -> None:
-    max_age = timedelta(seconds=params.max_receipt_age_s)
-    for r in receipts:
-        if r.outcome != "ok":
-            if r.outcome == "mismatch":
-                work.notes["mismatch"].append(r.sequence)
-            continue
-        segment = segments.get(r.sequence)
-        if segment is None:
-            work.notes["unknown_segment"].append(r.sequence)
-            continue
-        if r.received_at < segment.attested_at:
-            work.timing.append(f"receipt for segment {r.sequence} before it existed")
-            continue
-        if r.received_at - segment.attested_at > max_age:
-            work.notes["stale_receipt"].append(r.sequence)
-            continue
-        if _too_fast(r, params):
-            work.timing.append(f"segment {r.sequence}: {r.bytes} bytes in {r.download_ms} ms")
-            continue
-        if r.sequence in work.seen:
-            work.notes["duplicate_receipt"].append(r.sequence)
-            continue
-        if r.bytes != segment.size:
-            work.notes["size_mismatch"].append(r.sequence)
-        work.seen.add(r.sequence)
-        work.counted += min(r.bytes, segment.size)
-        work.ok_new += 1
+        if summary.before_segment:
+            self.timing.append(f"{summary.before_segment} receipts before their segment existed")
+        if summary.too_fast:
+            self.timing.append(f"{summary.too_fast} downloads faster than any browser")
 
 
 def _controlled_reason(
@@ -251,18 +343,14 @@ def _controlled_reason(
 def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> IntervalVerdict:
     """Reconcile one node's interval: pay the agreed increase, record every discrepancy."""
     target_s = _target_s(inp.segments, params)
-    claims_by: dict[str, list[ClaimFact]] = defaultdict(list)
-    receipts_by: dict[str, list[ReceiptFact]] = defaultdict(list)
-    for c in inp.claims:
-        claims_by[c.session_id].append(c)
     outcomes: dict[str, int] = defaultdict(int)
-    for r in inp.receipts:
-        receipts_by[r.session_id].append(r)
-        outcomes[r.outcome] += 1
+    for summary in inp.receipts.values():
+        outcomes["ok"] += summary.ok_receipts
+        outcomes["mismatch"] += summary.mismatches
+        outcomes["failed"] += summary.failures
 
     lookback = inp.start - timedelta(seconds=params.plausible_lookback_s)
     window_bytes = sum(s.size for s in inp.segments.values() if lookback <= s.attested_at < inp.end)
-    prune_before = inp.end - timedelta(seconds=params.max_receipt_age_s)
 
     discrepancies: list[Discrepancy] = []
     excluded: dict[str, str] = {}
@@ -271,25 +359,25 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
     shortfall: dict[str, int] = {}  # growth of the unreceipted balance, per compared session
     claimed_now = claimed_total = receipted_total = 0
     active = 0
+    viewer = [0, 0, 0]  # ok, failed, sessions with a mismatch
 
-    for sid in sorted(claims_by.keys() | receipts_by.keys()):
-        before = inp.before.get(sid, SessionTotals())
-        work = _SessionWork(before)
-        work.claimed = sum(c.bytes for c in claims_by.get(sid, ()))
-        receipts = sorted(receipts_by.get(sid, ()), key=lambda r: (r.received_at, r.sequence))
-        _count_receipts(work, receipts, inp.segments, params)
-        last_at = receipts[-1].received_at if receipts else None
-        reason = _controlled_reason(work, inp.sessions.get(sid), last_at, target_s, params)
+    for sid in sorted(inp.claims.keys() | inp.receipts.keys()):
+        before = inp.before.get(sid, EMPTY_TOTALS)
+        summary = inp.receipts.get(sid, NO_RECEIPTS)
+        work = _SessionWork(before, inp.claims.get(sid, 0), summary)
+        fact = inp.sessions.get(sid)
+        reason = _controlled_reason(work, fact, summary.last_at, target_s, params)
         claimed_total += work.claimed
+        if reason is None and fact is not None and not fact.is_probe:
+            viewer[0] += summary.ok_receipts
+            viewer[1] += summary.failures
+            viewer[2] += summary.mismatches > 0
 
-        for kind, sequences in work.notes.items():
-            evidence: dict[str, object] = {"sequences": _sample(sequences), "count": len(sequences)}
-            discrepancies.append(Discrepancy(kind, sid, work.claimed, work.counted, evidence))
-        seen = frozenset(
-            s
-            for s in work.seen
-            if (seg := inp.segments.get(s)) is None or seg.attested_at >= prune_before
-        )
+        for kind, name in _NOTES:
+            if count := getattr(summary, name):
+                evidence: dict[str, object] = {"count": count}
+                discrepancies.append(Discrepancy(kind, sid, work.claimed, work.counted, evidence))
+        max_sequence = max(before.max_sequence, summary.max_sequence)
         claimed_cum = before.claimed + work.claimed
         if reason is not None:
             excluded[sid] = reason
@@ -303,7 +391,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
                 evidence["paid_before_exclusion"] = before.paid
             discrepancies.append(Discrepancy(reason, sid, work.claimed, 0, evidence))
             after[sid] = replace(
-                before, claimed=claimed_cum, excluded_reason=reason, seen_sequences=seen
+                before, claimed=claimed_cum, excluded_reason=reason, max_sequence=max_sequence
             )
             continue
 
@@ -318,7 +406,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             claimed=claimed_cum,
             receipted=receipted_cum,
             paid=before.paid,  # the increase is added below, once the cap is known
-            seen_sequences=seen,
+            max_sequence=max_sequence,
             ok_segments=before.ok_segments + work.ok_new,
         )
 
@@ -375,7 +463,10 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
         compared_claimed_bytes=claimed_now,
         unmatched_bytes=unmatched,
         ratio=ratio,
-        receipt_outcomes=dict(outcomes),
+        receipt_outcomes={k: v for k, v in outcomes.items() if v},
+        viewer_ok=viewer[0],
+        viewer_failed=viewer[1],
+        viewer_mismatch_sessions=viewer[2],
     )
 
 

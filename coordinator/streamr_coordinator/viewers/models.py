@@ -70,6 +70,7 @@ class Receipt(Base):
         Index(None, "stream_id", "received_at"),
         Index(None, "session_id", "received_at"),
         Index(None, "node_id", "received_at"),
+        Index(None, "received_at"),  # reconciliation reads one interval of every node at once
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

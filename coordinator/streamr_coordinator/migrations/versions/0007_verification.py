@@ -90,7 +90,7 @@ def upgrade() -> None:
         sa.Column("paid", sa.BigInteger(), nullable=False),
         sa.Column("excluded_reason", sa.String(length=32), nullable=True),
         sa.Column("ok_segments", sa.BigInteger(), nullable=False),
-        sa.Column("seen_sequences", sa.JSON(), nullable=False),
+        sa.Column("max_sequence", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("node_id", "session_id", name=op.f("pk_reconciliation_sessions")),
     )
@@ -179,6 +179,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_verification_watermarks")),
     )
 
+    # Reconciliation reads one interval of every node's reports and receipts at once.
+    op.create_index(
+        op.f("ix_usage_reports_received_at"), "usage_reports", ["received_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_viewer_receipts_received_at"), "viewer_receipts", ["received_at"], unique=False
+    )
+
     with op.batch_alter_table("viewer_sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("client_network", sa.String(length=32), nullable=True))
         batch_op.add_column(
@@ -194,6 +202,8 @@ def downgrade() -> None:
         batch_op.drop_column("is_probe")
         batch_op.drop_column("sources_polls")
         batch_op.drop_column("client_network")
+    op.drop_index(op.f("ix_viewer_receipts_received_at"), table_name="viewer_receipts")
+    op.drop_index(op.f("ix_usage_reports_received_at"), table_name="usage_reports")
     op.drop_table("verification_watermarks")
     op.drop_table("node_networks")
     op.drop_index(op.f("ix_trust_events_node_id"), table_name="trust_events")
