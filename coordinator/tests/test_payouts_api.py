@@ -292,23 +292,29 @@ def test_accrual_is_exact_traceable_and_idempotent(setup: Setup):
     assert balance(s, EARN(s.node.id)) == friend_total
     assert balance(s, BUDGET(s.stream_id)) == 10_000_000 - 50_000
 
-    async def trace() -> list[tuple[str, int | None, int]]:
+    async def trace() -> list[tuple[int, str, int]]:
+        """Each accrual line to the ledger transaction that moved its money, with the sum of
+        that transaction's entries."""
         async with ctx(s).sessions() as session:
-            rows = await session.execute(
-                select(
-                    LedgerTransaction.key,
-                    LedgerTransaction.reconciliation_id,
-                    func.sum(LedgerEntry.amount),
-                )
-                .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-                .where(LedgerTransaction.reconciliation_id.in_(ids))
-                .group_by(LedgerTransaction.key, LedgerTransaction.reconciliation_id)
+            total = (
+                select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount).label("total"))
+                .group_by(LedgerEntry.transaction_id)
+                .subquery()
             )
-            return [(k, r, int(t)) for k, r, t in rows]
+            rows = await session.execute(
+                select(Accrual.reconciliation_id, LedgerTransaction.key, total.c.total)
+                .join(LedgerTransaction, LedgerTransaction.id == Accrual.transaction_id)
+                .join(total, total.c.transaction_id == LedgerTransaction.id)
+                .where(Accrual.reconciliation_id.in_(ids))
+            )
+            return [(r, k, int(t)) for r, k, t in rows]
 
     traced = s.run(trace)
-    assert {(k, r) for k, r, _ in traced} == {(f"accrue:{i}", i) for i in ids if i != ids[1]}
-    assert all(total == 0 for _, _, total in traced)
+    # One ledger transaction per (node, stream) and run pays every interval that earned; the
+    # idle minute has its line but no money and no transaction.
+    key = f"accrue:{s.node.id}:{s.stream_id}:{ids[0]}-{ids[-1]}"
+    assert sorted(traced) == [(i, key, 0) for i in ids if i != ids[1]]
+    assert lines[1].transaction_id is None
 
     again = accrue(s)
     assert again.intervals == 0
@@ -341,6 +347,50 @@ def test_an_exhausted_budget_pays_what_is_left_and_no_more(setup: Setup):
     assert accruals_of(s, s.node.id)[-1].gross_micro_usd == 50_000
     state = s.api.client.get(f"/api/v1/streams/{s.stream}/budget", headers=s.owner.headers)
     assert state.json()["state"] == "ok"
+
+
+def test_a_budget_shared_by_nodes_is_capped_interval_by_interval_in_time_order(setup: Setup):
+    """Two nodes, one run, one ledger transaction each: the budget pays intervals in time
+    order until it is gone; each line says what it got and what was unfunded."""
+    s = setup
+    other = s.api.register_node(s.friend, s.api.invite(s.owner, s.stream), name="other")
+    fund(s, 120_000)
+    add_intervals(s, s.node.id, [BYTES_PER_GB, BYTES_PER_GB])  # minutes 0 and 1
+    add_intervals(s, other.id, [BYTES_PER_GB, BYTES_PER_GB])  # minutes 0 and 1 too
+    run = accrue(s)
+    assert run.intervals >= 4 and s.stream_id in run.exhausted_streams
+    mine, theirs = accruals_of(s, s.node.id), accruals_of(s, other.id)
+    # Minute 0 of both is paid in full (100_000), minute 1 gets the 20_000 left, in id order.
+    assert [a.gross_micro_usd for a in mine] == [50_000, 20_000]
+    assert [a.gross_micro_usd for a in theirs] == [50_000, 0]
+    assert [a.unfunded_micro_usd for a in mine + theirs] == [0, 30_000, 0, 50_000]
+    assert balance(s, BUDGET(s.stream_id)) == 0
+    for node_id, lines in ((s.node.id, mine), (other.id, theirs)):
+        assert balance(s, EARN(node_id)) == sum(a.friend_micro_usd for a in lines)
+        assert len({a.transaction_id for a in lines if a.owed_micro_usd}) == 1
+    assert ledger_sum(s) == 0
+
+
+def test_two_accrual_runs_at_once_accrue_each_interval_once(setup: Setup):
+    s = setup
+    fund(s, 10_000_000)
+    ids = add_intervals(s, s.node.id, [BYTES_PER_GB, 2 * BYTES_PER_GB, 3 * BYTES_PER_GB])
+
+    async def twice() -> list[Any]:
+        async def one() -> Any:
+            return await accrue_pending(ctx(s).sessions, ctx(s).settings, pay_factors=full_pay)
+
+        return list(await asyncio.gather(one(), one()))
+
+    runs = s.run(twice)
+    assert sum(r.intervals for r in runs) == 3  # one run did it all, the other nothing
+    lines = accruals_of(s, s.node.id)
+    assert [a.reconciliation_id for a in lines] == ids and [a.seq for a in lines] == [1, 2, 3]
+    assert sum(a.gross_micro_usd for a in lines) == 300_000
+    assert balance(s, EARN(s.node.id)) == 270_000
+    assert balance(s, BUDGET(s.stream_id)) == 10_000_000 - 300_000
+    assert accrue(s).intervals == 0
+    assert ledger_sum(s) == 0
 
 
 def test_vetting_nodes_are_paid_the_vetting_share_by_default(setup: Setup):
@@ -535,7 +585,8 @@ def test_statements_show_each_party_their_own_money(setup: Setup, admin: Account
         "0.135000",
     )
     assert line["rate_micro_usd_per_gb"] == 50_000 and line["pay_bps"] == 10_000
-    assert line["transaction_key"] == f"accrue:{line['reconciliation_id']}"
+    rec_id = line["reconciliation_id"]
+    assert line["transaction_key"] == f"accrue:{mine.id}:{s.stream_id}:{rec_id}-{rec_id}"
     assert {n["node_id"] for n in body["nodes"]} == {s.node.id, mine.id}
     assert body["totals"]["net_micro_usd"] == 135_000 and body["budgets"] == []
 

@@ -4,13 +4,14 @@ Per (node, stream), money follows the cumulative paid bytes (``economics.earned_
 scaled by the node's pay factor from trust (vetting pays less; a penalised node nothing) and
 capped by the stream's budget; what the budget cannot cover is recorded as unfunded, not owed.
 
-Work is done one stream at a time, in one database transaction per stream and a handful of
-bulk statements, so an hour of a thousand nodes' intervals is a few queries per stream, not a
-few per interval. Each interval's transaction has the key ``accrue:<reconciliation id>`` and
-points at the reconciliation it pays; its accrual row is unique per reconciliation and per
-(node, stream, seq). Two workers on the same intervals therefore write them once: the second
-waits for the first's keys, finds them taken and writes nothing (a sequence clash rolls its
-stream back, to be redone on the next run from the new totals).
+A run accrues every pending interval in one database transaction and a handful of bulk
+statements. Each interval gets its own ``accruals`` row (the statement line: bytes, rate, pay
+factor, gross, fee, net, unfunded); the money moves in one ledger transaction per (node,
+stream) and run, keyed ``accrue:<node>:<stream>:<first>-<last reconciliation id>``, which the
+accruals rows it pays point at. The accruals rows are unique per reconciliation and per (node,
+stream, seq), and are inserted in the same database transaction as the ledger's: two workers
+on the same intervals write them once (the second fails on the first's rows, rolls everything
+back and finds nothing pending on its next run).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Row, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -82,84 +84,150 @@ class AccrualRun:
         return dict(self.__dict__)
 
 
-async def pending(session: AsyncSession, limit: int) -> list[Reconciliation]:
-    """Reconciliations without an accrual, oldest interval first."""
-    rows = await session.scalars(
-        select(Reconciliation)
-        .outerjoin(Accrual, Accrual.reconciliation_id == Reconciliation.id)
-        .where(Accrual.id.is_(None))
+async def pending(session: AsyncSession, limit: int) -> list[Row[Any]]:
+    """Reconciliations without an accrual, oldest interval first (the unique index on
+    ``accruals.reconciliation_id`` answers the NOT EXISTS)."""
+    rows = await session.execute(
+        select(
+            Reconciliation.id,
+            Reconciliation.node_id,
+            Reconciliation.stream_id,
+            Reconciliation.interval_start,
+            Reconciliation.interval_end,
+            Reconciliation.paid_bytes,
+        )
+        .where(~exists().where(Accrual.reconciliation_id == Reconciliation.id))
         .order_by(Reconciliation.interval_start, Reconciliation.id)
         .limit(limit)
     )
-    return list(rows)
+    return list(rows.all())
 
 
 async def _last_totals(
-    session: AsyncSession, stream_id: str, node_ids: Sequence[str]
-) -> dict[str, tuple[int, int]]:
-    """(last seq, cumulative paid bytes) per node of the stream."""
+    session: AsyncSession, node_ids: Sequence[str]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(last seq, cumulative paid bytes) per (node, stream) of these nodes, in one query."""
+    if not node_ids:
+        return {}
     last = (
-        select(Accrual.node_id, func.max(Accrual.seq).label("seq"))
-        .where(Accrual.stream_id == stream_id, Accrual.node_id.in_(node_ids))
-        .group_by(Accrual.node_id)
+        select(Accrual.node_id, Accrual.stream_id, func.max(Accrual.seq).label("seq"))
+        .where(Accrual.node_id.in_(node_ids))
+        .group_by(Accrual.node_id, Accrual.stream_id)
         .subquery()
     )
     rows = await session.execute(
-        select(Accrual.node_id, Accrual.seq, Accrual.cum_bytes_before + Accrual.paid_bytes).where(
-            Accrual.stream_id == stream_id,
-            tuple_(Accrual.node_id, Accrual.seq).in_(select(last.c.node_id, last.c.seq)),
+        select(
+            Accrual.node_id,
+            Accrual.stream_id,
+            Accrual.seq,
+            Accrual.cum_bytes_before + Accrual.paid_bytes,
+        ).join(
+            last,
+            and_(
+                Accrual.node_id == last.c.node_id,
+                Accrual.stream_id == last.c.stream_id,
+                Accrual.seq == last.c.seq,
+            ),
         )
     )
-    return {node_id: (seq, int(cum)) for node_id, seq, cum in rows.all()}
+    return {(node, stream): (seq, int(cum)) for node, stream, seq, cum in rows.all()}
 
 
-async def accrue_stream(
+def accrual_key(node_id: str, stream_id: str, first_id: int, last_id: int) -> str:
+    """The ledger transaction of one (node, stream)'s intervals accrued in one run."""
+    return f"accrue:{node_id}:{stream_id}:{first_id}-{last_id}"
+
+
+@dataclass
+class _Batch:
+    """One (node, stream)'s intervals of this run: one ledger transaction."""
+
+    node_id: str
+    stream_id: str
+    rows: list[dict[str, Any]] = field(default_factory=list)  # accruals rows, interval order
+    owing: list[dict[str, Any]] = field(default_factory=list)  # those with money owed
+
+    @property
+    def key(self) -> str:
+        ids = [row["reconciliation_id"] for row in self.owing]
+        return accrual_key(self.node_id, self.stream_id, min(ids), max(ids))
+
+
+async def accrue(
     session: AsyncSession,
     settings: Settings,
-    stream_id: str,
-    recs: Sequence[Reconciliation],
+    recs: Sequence[Row[Any]],
     *,
     now: datetime,
     pay_factors: PayFactors,
     run: AccrualRun,
 ) -> None:
-    """Accrue one stream's pending intervals in one database transaction, and commit it."""
+    """Accrue these pending intervals in one database transaction, and commit it."""
     economics, version = await terms.current_economics(session, settings)
     node_ids = sorted({r.node_id for r in recs})
-    totals = await _last_totals(session, stream_id, node_ids)
+    stream_ids = sorted({r.stream_id for r in recs})
+    totals = await _last_totals(session, node_ids)
     factors = await pay_factors(session, node_ids, now, economics)
     owners = dict(
         (await session.execute(select(Node.id, Node.owner_id).where(Node.id.in_(node_ids)))).all()
     )
-    stream_owner = await session.scalar(select(Stream.owner_id).where(Stream.id == stream_id))
+    stream_owners = dict(
+        (
+            await session.execute(
+                select(Stream.id, Stream.owner_id).where(Stream.id.in_(stream_ids))
+            )
+        ).all()
+    )
 
     # Price at full budget first: what is owed does not depend on the budget.
-    planned = []
-    for rec in sorted(recs, key=lambda r: (r.interval_start, r.id)):
-        seq, cum = totals.get(rec.node_id, (0, 0))
+    ordered = sorted(recs, key=lambda r: (r.interval_start, r.id))
+    batches: dict[tuple[str, str], _Batch] = {}
+    for rec in ordered:
+        pair = (rec.node_id, rec.stream_id)
+        seq, cum = totals.get(pair, (0, 0))
         paid = max(int(rec.paid_bytes), 0)
         pay_bps = factors.get(rec.node_id, FULL_BPS) if paid else FULL_BPS
         owed = apply_bps(
             earned_micro_usd(cum, cum + paid, economics.rate_micro_usd_per_gb), pay_bps
         )
-        planned.append((rec, seq + 1, cum, paid, pay_bps, owed))
-        totals[rec.node_id] = (seq + 1, cum + paid)
+        batch = batches.setdefault(pair, _Batch(rec.node_id, rec.stream_id))
+        row = {
+            "reconciliation_id": rec.id,
+            "node_id": rec.node_id,
+            "stream_id": rec.stream_id,
+            "seq": seq + 1,
+            "interval_start": rec.interval_start,
+            "interval_end": rec.interval_end,
+            "paid_bytes": paid,
+            "cum_bytes_before": cum,
+            "economics_version": version,
+            "rate_micro_usd_per_gb": economics.rate_micro_usd_per_gb,
+            "platform_fee_bps": economics.platform_fee_bps,
+            "pay_bps": pay_bps,
+            "transaction_id": None,
+            "accrued_at": now,
+        }
+        batch.rows.append(row)
+        if owed > 0:
+            batch.owing.append(row)
+        totals[pair] = (seq + 1, cum + paid)
 
-    key_of = {rec.id: f"accrue:{rec.id}" for rec, *_ in planned}
-    owing = [p for p in planned if p[5] > 0]
-    claimed: dict[str, int] = {}
-    balances: dict[str, int] = {}
+    owing = [b for b in batches.values() if b.owing]
     ids: dict[str, int] = {}
-    budget_key = ledger.account_key(AccountKind.STREAM_BUDGET, stream_id)
+    balances: dict[str, int] = {}
+    claimed: dict[str, int] = {}
     if owing:
         ids = await books.ensure_accounts(
             session,
             [
-                books.stream_budget(stream_id, stream_owner),
                 books.platform_account(AccountKind.PLATFORM_FEES),
                 *(
-                    books.node_earnings(node_id, stream_id, owners.get(node_id))
-                    for node_id in sorted({p[0].node_id for p in owing})
+                    books.stream_budget(stream_id, stream_owners.get(stream_id))
+                    for stream_id in sorted({b.stream_id for b in owing})
+                ),
+                *(
+                    books.node_earnings(b.node_id, b.stream_id, owners.get(b.node_id))
+                    for b in owing
                 ),
             ],
         )
@@ -167,81 +235,77 @@ async def accrue_stream(
             session,
             [
                 {
-                    "key": key_of[rec.id],
+                    "key": b.key,
                     "kind": TransactionKind.ACCRUAL.value,
                     "created_at": now,
-                    "reconciliation_id": rec.id,
+                    # The first interval it pays; its accruals rows name every one.
+                    "reconciliation_id": b.owing[0]["reconciliation_id"],
                     "payout_id": None,
-                    "stream_id": stream_id,
-                    "node_id": rec.node_id,
+                    "stream_id": b.stream_id,
+                    "node_id": b.node_id,
                     "actor": "job:accrual",
-                    "memo": f"{paid} bytes, {rec.interval_start.isoformat()}",
+                    "memo": _memo(b),
                 }
-                for rec, _seq, _cum, paid, _bps, _owed in owing
+                for b in owing
             ],
         )
         if len(claimed) < len(owing):
-            # Another worker is accruing some of these intervals: leave the whole stream to it
-            # (totals priced here may be stale) and pick up whatever is left on the next run.
+            # Another worker is accruing some of these intervals: leave them to it (totals
+            # priced here may be stale) and pick up whatever is left on the next run.
             await session.rollback()
-            run.skipped += len(planned)
+            run.skipped += len(recs)
             return
         by_id = await books.lock_balances(session, ids.values())
         balances = {account: by_id[account_id] for account, account_id in ids.items()}
 
-    budget = balances.get(budget_key, 0)
-    drafts: list[tuple[int, ledger.Draft]] = []
-    rows: list[Accrual] = []
-    for rec, seq, cum, paid, pay_bps, _owed in planned:
-        key = key_of[rec.id]
+    # Then cap by each stream's budget, interval by interval in time order.
+    budgets = {
+        stream_id: balances.get(ledger.account_key(AccountKind.STREAM_BUDGET, stream_id), 0)
+        for stream_id in stream_ids
+    }
+    by_rec = {row["reconciliation_id"]: row for b in batches.values() for row in b.rows}
+    for rec in ordered:
+        row = by_rec[rec.id]
         quote = quote_accrual(
-            paid_bytes=paid,
-            cum_bytes_before=cum,
+            paid_bytes=row["paid_bytes"],
+            cum_bytes_before=row["cum_bytes_before"],
             rate_micro_usd_per_gb=economics.rate_micro_usd_per_gb,
-            pay_bps=pay_bps,
+            pay_bps=row["pay_bps"],
             fee_bps=economics.platform_fee_bps,
-            budget_micro_usd=budget,
+            budget_micro_usd=budgets[rec.stream_id],
         )
-        budget -= quote.gross_micro_usd
-        tx_id = claimed.get(key)
-        if tx_id is not None:
-            drafts.append(
-                (
-                    tx_id,
-                    ledger.accrual(
-                        key, stream_id, rec.node_id, quote.friend_micro_usd, quote.fee_micro_usd
-                    ),
-                )
-            )
-        rows.append(
-            Accrual(
-                reconciliation_id=rec.id,
-                node_id=rec.node_id,
-                stream_id=stream_id,
-                seq=seq,
-                interval_start=rec.interval_start,
-                interval_end=rec.interval_end,
-                paid_bytes=paid,
-                cum_bytes_before=cum,
-                economics_version=version,
-                rate_micro_usd_per_gb=economics.rate_micro_usd_per_gb,
-                platform_fee_bps=economics.platform_fee_bps,
-                pay_bps=pay_bps,
-                earned_micro_usd=quote.earned_micro_usd,
-                owed_micro_usd=quote.owed_micro_usd,
-                gross_micro_usd=quote.gross_micro_usd,
-                friend_micro_usd=quote.friend_micro_usd,
-                fee_micro_usd=quote.fee_micro_usd,
-                unfunded_micro_usd=quote.unfunded_micro_usd,
-                unfunded_bytes=quote.unfunded_bytes,
-                transaction_id=tx_id,
-                accrued_at=now,
+        budgets[rec.stream_id] -= quote.gross_micro_usd
+        row.update(
+            earned_micro_usd=quote.earned_micro_usd,
+            owed_micro_usd=quote.owed_micro_usd,
+            gross_micro_usd=quote.gross_micro_usd,
+            friend_micro_usd=quote.friend_micro_usd,
+            fee_micro_usd=quote.fee_micro_usd,
+            unfunded_micro_usd=quote.unfunded_micro_usd,
+            unfunded_bytes=quote.unfunded_bytes,
+        )
+    drafts: list[tuple[int, ledger.Draft]] = []
+    for b in owing:
+        tx_id = claimed[b.key]
+        for row in b.owing:
+            row["transaction_id"] = tx_id
+        drafts.append(
+            (
+                tx_id,
+                ledger.accrual(
+                    b.key,
+                    b.stream_id,
+                    b.node_id,
+                    sum(r["friend_micro_usd"] for r in b.owing),
+                    sum(r["fee_micro_usd"] for r in b.owing),
+                ),
             )
         )
+    rows = [row for b in batches.values() for row in b.rows]
     try:
         if drafts:
             await books.write_drafts(session, drafts, ids, balances)
-        session.add_all(rows)
+        await books.insert_many(session, Accrual.__table__, rows)
         await session.commit()
     except IntegrityError:
         # A concurrent worker accrued some of these (or extended a node's sequence) first.
@@ -249,23 +313,38 @@ async def accrue_stream(
         run.skipped += len(rows)
         return
     run.intervals += len(rows)
+    unfunded: dict[str, list[int]] = {}
     for row in rows:
-        run.paid_bytes += row.paid_bytes
-        run.gross_micro_usd += row.gross_micro_usd
-        run.friend_micro_usd += row.friend_micro_usd
-        run.fee_micro_usd += row.fee_micro_usd
-        run.unfunded_micro_usd += row.unfunded_micro_usd
-        run.unfunded_bytes += row.unfunded_bytes
-    if any(row.unfunded_micro_usd for row in rows):
-        run.exhausted_streams.append(stream_id)
-        log.warning(
-            "stream budget exhausted",
-            extra={
-                "stream_id": stream_id,
-                "unfunded_micro_usd": sum(r.unfunded_micro_usd for r in rows),
-                "unfunded_bytes": sum(r.unfunded_bytes for r in rows),
-            },
-        )
+        run.paid_bytes += row["paid_bytes"]
+        run.gross_micro_usd += row["gross_micro_usd"]
+        run.friend_micro_usd += row["friend_micro_usd"]
+        run.fee_micro_usd += row["fee_micro_usd"]
+        run.unfunded_micro_usd += row["unfunded_micro_usd"]
+        run.unfunded_bytes += row["unfunded_bytes"]
+        if row["unfunded_micro_usd"]:
+            totals_of = unfunded.setdefault(row["stream_id"], [0, 0])
+            totals_of[0] += row["unfunded_micro_usd"]
+            totals_of[1] += row["unfunded_bytes"]
+    for stream_id in stream_ids:
+        if stream_id in unfunded:
+            run.exhausted_streams.append(stream_id)
+            log.warning(
+                "stream budget exhausted",
+                extra={
+                    "stream_id": stream_id,
+                    "unfunded_micro_usd": unfunded[stream_id][0],
+                    "unfunded_bytes": unfunded[stream_id][1],
+                },
+            )
+
+
+def _memo(batch: _Batch) -> str:
+    first, last = batch.owing[0], batch.owing[-1]
+    paid = sum(r["paid_bytes"] for r in batch.owing)
+    return (
+        f"{len(batch.owing)} interval(s), {paid} bytes, "
+        f"{first['interval_start'].isoformat()} to {last['interval_end'].isoformat()}"
+    )
 
 
 async def accrue_pending(
@@ -276,18 +355,12 @@ async def accrue_pending(
     pay_factors: PayFactors | None = None,
     limit: int = 20_000,
 ) -> AccrualRun:
-    """Accrue up to ``limit`` pending reconciliations, stream by stream."""
+    """Accrue up to ``limit`` pending reconciliations, all streams in one transaction."""
     now = now or utcnow()
     pay_factors = pay_factors or trust_pay(settings)
     run = AccrualRun()
     async with sessions() as session:
         recs = await pending(session, limit)
-    by_stream: dict[str, list[Reconciliation]] = {}
-    for rec in recs:
-        by_stream.setdefault(rec.stream_id, []).append(rec)
-    for stream_id, stream_recs in by_stream.items():
-        async with sessions() as session:
-            await accrue_stream(
-                session, settings, stream_id, stream_recs, now=now, pay_factors=pay_factors, run=run
-            )
+        if recs:
+            await accrue(session, settings, recs, now=now, pay_factors=pay_factors, run=run)
     return run

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,12 +63,20 @@ def node_earnings(node_id: str, stream_id: str | None, owner_id: str | None) -> 
     return AccountSpec(key, stream_id=stream_id, node_id=node_id, owner_id=owner_id)
 
 
-def insert_ignoring_duplicates(session: AsyncSession, model: type[Any]) -> Insert:
+def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect: it never aborts the
-    surrounding transaction, unlike catching an IntegrityError would."""
+    surrounding transaction, unlike catching an IntegrityError would. ``model``: a mapped
+    class, or its ``__table__`` for plain Core executemany (no ORM bookkeeping per row)."""
     dialect = session.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing()
+
+
+async def insert_many(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows (dicts of the table's columns) with one executemany on the Core table:
+    no ORM bookkeeping per row."""
+    if rows:
+        await session.execute(insert(table), rows)
 
 
 def is_postgresql(session: AsyncSession) -> bool:
@@ -140,25 +148,35 @@ async def lock_balances(session: AsyncSession, ids: Iterable[int]) -> dict[int, 
     return dict((await session.execute(query)).all())
 
 
-def _chunks(items: list[Any], size: int = 400) -> Iterable[list[Any]]:
-    # Well inside SQLite's limit on bound parameters per statement.
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 async def claim_keys(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert transaction rows (dicts of LedgerTransaction columns); the ids of those whose key
     was new. Keys posted before (or being posted by a concurrent writer, which this waits for)
     are left out: the caller must write nothing for them."""
-    claimed: dict[str, int] = {}
-    for chunk in _chunks(rows):
-        result = await session.execute(
-            insert_ignoring_duplicates(session, LedgerTransaction)
-            .values(chunk)
-            .returning(LedgerTransaction.key, LedgerTransaction.id)
+    if not rows:
+        return {}
+    # One statement with the rows as parameters: SQLAlchemy sends them in a few multi-row
+    # INSERTs ("insertmanyvalues") without compiling a statement per chunk.
+    table = LedgerTransaction.__table__
+    result = await session.execute(
+        insert_ignoring_duplicates(session, table).returning(table.c.key, table.c.id), rows
+    )
+    return dict(result.all())
+
+
+async def move_balances(session: AsyncSession, deltas: Mapping[int, int]) -> None:
+    """``balance = balance + delta`` per account id (locked by the caller), one statement for
+    all; the CHECK constraint still refuses an overdraft."""
+    params = [{"account": a, "delta": d} for a, d in sorted(deltas.items()) if d]
+    if params:
+        # The Core table, not the ORM class: executemany with bound parameters, not the ORM's
+        # bulk update by primary key.
+        table = LedgerAccount.__table__
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("account"))
+            .values(balance=table.c.balance + bindparam("delta")),
+            params,
         )
-        claimed.update(result.all())
-    return claimed
 
 
 async def write_drafts(
@@ -182,17 +200,11 @@ async def write_drafts(
         for tx_id, draft in drafts
         for p in draft.postings
     ]
-    for chunk in _chunks(entries, 1000):
-        await session.execute(insert(LedgerEntry), chunk)
-    for account, balance in after.items():
-        delta = balance - balances.get(account, 0)
-        if delta:
-            await session.execute(
-                update(LedgerAccount)
-                .where(LedgerAccount.id == ids[account])
-                .values(balance=LedgerAccount.balance + delta)
-                .execution_options(synchronize_session=False)
-            )
+    await insert_many(session, LedgerEntry.__table__, entries)
+    await move_balances(
+        session,
+        {ids[account]: balance - balances.get(account, 0) for account, balance in after.items()},
+    )
     return after
 
 

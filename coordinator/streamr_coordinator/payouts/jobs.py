@@ -2,8 +2,9 @@
 
 ``ctx`` is the process's AppContext (only ``ctx.sessions`` and ``ctx.settings`` are used);
 ``run`` is the job runner's record of this run and is not needed here: both jobs are safe to
-run twice, or on two workers at once, because their writes are keyed (``accrue:<reconciliation
-id>``, one payout row per node and period), not because the lease is held.
+run twice, or on two workers at once, because their writes are keyed (one accrual row per
+reconciliation, one payout row per node and period, the ledger's keys), not because the lease
+is held.
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class LedgerTransaction(Base):
     key: Mapped[str] = mapped_column(String(120), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # What it pays: a reconciled interval (accruals) or a payout row (payouts).
+    # What it pays: a payout row (payouts), or for accruals the first of the reconciled
+    # intervals it pays (the ``accruals`` rows pointing at it list them all).
     reconciliation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     payout_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     stream_id: Mapped[str | None] = mapped_column(ID, nullable=True, index=True)
@@ -102,7 +103,9 @@ class LedgerEntry(Base):
 class Accrual(Base):
     """How one reconciled interval was priced: the statement line a friend reads. One per
     reconciliation; ``seq`` numbers a (node, stream)'s accruals, so two workers that priced
-    from the same cumulative total cannot both write."""
+    from the same cumulative total cannot both write. ``transaction_id``: the ledger transaction
+    that moved this interval's money together with the (node, stream)'s other intervals of
+    the same run (None when nothing was owed)."""
 
     __tablename__ = "accruals"
     __table_args__ = (

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,9 +40,43 @@ SETTLE_S = 30.0
 
 Guard = Callable[[AsyncSession], Awaitable[None]]
 
+PROBE_COLUMNS = (
+    Probe.id,
+    Probe.node_id,
+    Probe.session_id,
+    Probe.sequence,
+    Probe.outcome,
+    Probe.attempts,
+    Probe.started_at,
+)
+RECONCILIATION_COLUMNS = (
+    Reconciliation.id,
+    Reconciliation.node_id,
+    Reconciliation.interval_end,
+    Reconciliation.claimed_bytes,
+    Reconciliation.receipted_bytes,
+    Reconciliation.plausible_bytes,
+    Reconciliation.paid_bytes,
+    Reconciliation.outcome,
+    Reconciliation.ratio,
+    Reconciliation.viewer_ok,
+    Reconciliation.viewer_failed,
+    Reconciliation.viewer_mismatch_sessions,
+)
+STATE_VALUES = (
+    "alpha",
+    "beta",
+    "updated_at",
+    "first_seen_at",
+    "probes_passed",
+    "warned_at",
+    "penalised_at",
+)
+STATE_COLUMNS = (TrustState.node_id, *(getattr(TrustState, name) for name in STATE_VALUES))
+
 
 def reconciliation_observations(
-    row: Reconciliation, params: trust.TrustParams
+    row: Reconciliation | Row[Any], params: trust.TrustParams
 ) -> list[trust.Observation]:
     """The interval's verdict, and what uncontrolled viewers' receipts said about the node.
 
@@ -69,7 +103,7 @@ def reconciliation_observations(
     return [o for o in found if o is not None]
 
 
-def whole_sessions(probes: list[Probe], limit: int) -> list[Probe]:
+def whole_sessions(probes: list[Any], limit: int) -> list[Any]:
     """A batch cut at ``limit`` rows may end inside a probe session: leave that session's rows
     (and the rows after its first) for the next run, so each session is judged once, whole.
     The prober writes a session's rows in one transaction with one ``recorded_at``."""
@@ -81,11 +115,11 @@ def whole_sessions(probes: list[Probe], limit: int) -> list[Probe]:
 
 
 def probe_observations(
-    probes: list[Probe], params: trust.TrustParams
+    probes: list[Any], params: trust.TrustParams
 ) -> list[tuple[str, trust.Observation]]:
     """One observation per (node, probe session), by ``trust.probe_session_observation`` (the
     rule the simulation uses too), at the session's first fetch."""
-    sessions: dict[tuple[str, str], list[Probe]] = defaultdict(list)
+    sessions: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for probe in probes:
         sessions[(probe.node_id, probe.session_id)].append(probe)
     found = []
@@ -130,21 +164,26 @@ async def update_trust(
             probe_mark = await _watermark(session, PROBES_WATERMARK)
             rec_mark = await _watermark(session, RECONCILIATIONS_WATERMARK)
 
+        # Columns, not ORM objects: a backlog is thousands of rows per run.
         probes = list(
-            await session.scalars(
-                select(Probe)
-                .where(Probe.id > probe_mark, Probe.recorded_at <= settled)
-                .order_by(Probe.id)
-                .limit(BATCH)
-            )
+            (
+                await session.execute(
+                    select(*PROBE_COLUMNS)
+                    .where(Probe.id > probe_mark, Probe.recorded_at <= settled)
+                    .order_by(Probe.id)
+                    .limit(BATCH)
+                )
+            ).all()
         )
         recs = list(
-            await session.scalars(
-                select(Reconciliation)
-                .where(Reconciliation.id > rec_mark, Reconciliation.created_at <= settled)
-                .order_by(Reconciliation.id)
-                .limit(BATCH)
-            )
+            (
+                await session.execute(
+                    select(*RECONCILIATION_COLUMNS)
+                    .where(Reconciliation.id > rec_mark, Reconciliation.created_at <= settled)
+                    .order_by(Reconciliation.id)
+                    .limit(BATCH)
+                )
+            ).all()
         )
         probes = whole_sessions(probes, BATCH)
         observations: dict[str, list[trust.Observation]] = defaultdict(list)
@@ -155,58 +194,93 @@ async def update_trust(
 
         # Idle intervals say nothing; reconciliations outlive their nodes, trust does not.
         observations = {node_id: obs for node_id, obs in observations.items() if obs}
-        live = set(await session.scalars(select(Node.id).where(Node.id.in_(list(observations)))))
+        registered = dict(
+            (
+                await session.execute(
+                    select(Node.id, Node.registered_at).where(Node.id.in_(list(observations)))
+                )
+            ).all()
+        )
+        live = set(registered)
         states = {
             row.node_id: row
-            for row in await session.scalars(
-                select(TrustState).where(TrustState.node_id.in_(list(live)))
-            )
+            for row in (
+                await session.execute(
+                    select(*STATE_COLUMNS).where(TrustState.node_id.in_(list(live)))
+                )
+            ).all()
         }
-        query = select(Node.id, Node.registered_at).where(Node.id.in_(live))
-        registered = dict((await session.execute(query)).all())  # Rows are pairs
         levels: dict[str, int] = defaultdict(int)
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         for node_id in sorted(live):
             obs = observations[node_id]
             row = states.get(node_id)
             before = (
-                state_of(row)
+                state_of(row)  # type: ignore[arg-type]  # a row with the model's columns
                 if row is not None
                 else trust.initial(min(registered[node_id], min(o.at for o in obs)), params)
             )
             after = trust.observe(before, obs, params)
+            values = {
+                "alpha": after.alpha,
+                "beta": after.beta,
+                "updated_at": after.updated_at,
+                "first_seen_at": after.first_seen_at,
+                "probes_passed": after.probes_passed,
+                "warned_at": after.warned_at,
+                "penalised_at": after.penalised_at,
+            }
             if row is None:
-                row = TrustState(node_id=node_id)
-                session.add(row)
-            row.alpha, row.beta = after.alpha, after.beta
-            row.updated_at, row.first_seen_at = after.updated_at, after.first_seen_at
-            row.probes_passed = after.probes_passed
-            row.warned_at, row.penalised_at = after.warned_at, after.penalised_at
+                inserts.append({"node_id": node_id, **values})
+            else:
+                updates.append({"node": node_id, **values})
             standing = trust.standing(after, max(now, after.updated_at), params)
             levels[standing.level] += 1
+            score = trust.score(after)
             for source in ("probe", "reconciliation", "viewers"):
                 mine = [o for o in obs if o.source == source]
                 if not mine:
                     continue
                 details = "; ".join(dict.fromkeys(o.detail for o in mine if o.detail))
-                session.add(
-                    TrustEvent(
-                        node_id=node_id,
-                        at=max(o.at for o in mine),
-                        source=source,
-                        success=sum(o.success for o in mine),
-                        failure=sum(o.failure for o in mine),
-                        score=trust.score(after),
-                        level=standing.level,
-                        detail=f"{len(mine)} observation(s): {details}"[:300],
-                    )
+                events.append(
+                    {
+                        "node_id": node_id,
+                        "at": max(o.at for o in mine),
+                        "source": source,
+                        "success": sum(o.success for o in mine),
+                        "failure": sum(o.failure for o in mine),
+                        "score": score,
+                        "level": standing.level,
+                        "detail": f"{len(mine)} observation(s): {details}"[:300],
+                    }
                 )
             if standing.level in ("warned", "penalised") and (
-                row.warned_at != before.warned_at or row.penalised_at != before.penalised_at
+                after.warned_at != before.warned_at or after.penalised_at != before.penalised_at
             ):
                 log.warning(
                     "node trust fell",
                     extra={"node_id": node_id, "level": standing.level, "score": standing.score},
                 )
+        # Core statements on the tables with every row as parameters (executemany), not the
+        # ORM's unit of work: one statement per kind of write.
+        states_table, events_table = TrustState.__table__, TrustEvent.__table__
+        try:
+            if updates:
+                await session.execute(
+                    update(states_table)
+                    .where(states_table.c.node_id == bindparam("node"))
+                    .values({name: bindparam(name) for name in STATE_VALUES}),
+                    updates,
+                )
+            if inserts:
+                await session.execute(insert(states_table), inserts)
+            if events:
+                await session.execute(insert(events_table), events)
+        except IntegrityError:  # another worker created a state first
+            await session.rollback()
+            return {"skipped": "another worker updated trust meanwhile"}
         try:
             if probes:
                 await _advance(session, PROBES_WATERMARK, probe_mark, probes[-1].id)
