@@ -97,8 +97,13 @@ def test_a_node_cannot_tell_probes_from_viewers(fraud_run):
     assert abs(g[(True, True)] / probes - g[(False, True)] / viewers) < 0.15
     r = node(fraud_run, "probe_guesser")
     assert r.probes_judged > 10
-    # So the probes fail about as often as its viewers do: far more than an honest node's.
-    assert r.probes_failed / r.probes_judged > 0.5 * r.viewer_failed / r.viewer_fetches
+    # So its probes fail far more often than an honest node's, at a rate tied to its viewers'.
+    # Not as often: the prober asks a stalled segment once more, which the guesser stalls again
+    # with ``bad_share`` (0.5), so a probe fails at about bad_share x a viewer's rate (less the
+    # network loss the retry hides). Over seeds 1-20 this ratio is 0.22-0.74 (mean 0.48, sd
+    # 0.13; about 20 failed probes a run), so a 0.5 x bound was a coin flip. A guesser that
+    # could tell probes apart would sit near an honest node's rate, about 0.01 x its viewers'.
+    assert r.probes_failed / r.probes_judged > 0.15 * r.viewer_failed / r.viewer_fetches
     honest = [n for n in fraud_run.nodes if n.strategy == "honest"]
     honest_rate = sum(n.probes_failed for n in honest) / sum(n.probes_judged for n in honest)
     assert r.probes_failed / r.probes_judged > 3 * honest_rate

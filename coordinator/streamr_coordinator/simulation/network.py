@@ -123,6 +123,7 @@ class Session:
         "network",
         "opened_s",
         "polls",
+        "receipt_s",
         "session_id",
         "sources",
         "stream",
@@ -149,6 +150,15 @@ class Session:
         self.avoid: set[str] = set()
         self.failed = False  # a fetch failed this interval: ask for sources again
         self.batch = (-1, False)  # (5-second receipt batch, lost?): the page batches receipts
+        self.receipt_s = 0.0  # when its latest receipt reached the coordinator
+
+    def deliver_receipt(self, sent_s: float) -> float:
+        """When a receipt sent at ``sent_s`` arrives. The page posts one batch at a time, in
+        fetch order, so a session's receipts never overtake each other: a batch may be late,
+        but never earlier than the one before it (reconciliation's duplicate rule relies on
+        it)."""
+        self.receipt_s = max(self.receipt_s, sent_s)
+        return self.receipt_s
 
     def batch_lost(self, received_s: float, rng: random.Random, loss: float) -> bool:
         """Whether the receipt batch this receipt went out in never arrived."""

@@ -243,9 +243,8 @@ class Simulation:
                         0.05, 0.5
                     )
                     # Forged: nothing is sent, an ok receipt and a claim are made up.
-                    self._receipt(
-                        node_id, s, seg.sequence, seg.size, "ok", t + rng.uniform(0.5, 5), end_s
-                    )
+                    sent_s = s.deliver_receipt(t + rng.uniform(0.5, 5))  # in order, as a page
+                    self._receipt(node_id, s, seg.sequence, seg.size, "ok", sent_s, end_s)
                     self._claim(node, s, seg.size, t, end_s)
                     self.books[node_id].report.fabricated_plausible += seg.size
 
@@ -330,11 +329,9 @@ class Simulation:
             if outcome in ("ok", "mismatch")
             else (rng.randrange(size) if outcome == "stall" else 0)
         )
-        # The page sends its batch every 5 s. (The page sends a session's receipts in fetch
-        # order; this delay per receipt can reorder two across an interval boundary, and the
-        # later-counted one is then a duplicate under reconciliation's monotonic rule: a few
-        # bytes unpaid, never too many.)
-        sent_s = t + rng.uniform(0.5, 5.0)
+        # The page sends its batch every 5 s, one batch at a time and in fetch order: the delay
+        # varies, but a session's receipts arrive in order (``Session.deliver_receipt``).
+        sent_s = s.deliver_receipt(t + rng.uniform(0.5, 5.0))
         if not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
             self._receipt(node.node_id, s, seq, got, outcome, sent_s, end_s)
         if s.is_probe:
