@@ -524,6 +524,16 @@ def report(
             f"{percentile(lateness, 0.5):.1f} ms, p99 {percentile(lateness, 0.99):.1f} ms, "
             f"max {max(lateness):.1f} ms"
         )
+        in_flight = args.connections * args.generators
+        if percentile(lateness, 0.5) > 1000:
+            # Little's law: the connections hold rate times latency requests at once. Beyond that,
+            # requests queue in the generators until REQUEST_TIMEOUT_S and the run collapses
+            # into timeouts, although the answers that do come may be quick.
+            print(
+                f"  Most requests waited for a free connection: rate times latency exceeded "
+                f"the {in_flight} connections (--connections times --generators). The servers "
+                "could not keep up; with more connections their latency shows instead."
+            )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

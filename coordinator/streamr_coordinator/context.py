@@ -14,7 +14,7 @@ from .accounts.signing_keys import KeyRing
 from .attestation.signer import SegmentSigner
 from .database import create_engine, session_factory
 from .ingest.auth import load_ingest_secret
-from .nodes.auth import NodeTokenCache
+from .nodes.auth import NodeTokenCache, SharedTokenCache
 from .nodes.last_seen import LastSeenRecorder
 from .nodes.presence import InProcessPresence, PresenceStore, RedisPresence
 from .ratelimit import AttemptCounter, InProcessAttemptCounter, RedisAttemptCounter
@@ -50,10 +50,13 @@ class AppContext:
         presence: PresenceStore
         attempts: AttemptCounter
         probe_requests: ProbeRequests
+        shared_tokens: SharedTokenCache | None = None
         if settings.redis_url is not None:
             redis = Redis.from_url(settings.redis_url.get_secret_value())
             presence, attempts = RedisPresence(redis), RedisAttemptCounter(redis)
             probe_requests = RedisProbeRequests(redis)
+            # Shared by the replicas: a token costs one database lookup, not one per replica.
+            shared_tokens = SharedTokenCache(redis)
         else:
             presence, attempts = InProcessPresence(), InProcessAttemptCounter()
             probe_requests = InProcessProbeRequests()
@@ -65,7 +68,7 @@ class AppContext:
             keys=keys,
             presence=presence,
             attempts=attempts,
-            node_tokens=NodeTokenCache(ttl_s=settings.node_token_cache_ttl_s),
+            node_tokens=NodeTokenCache(ttl_s=settings.node_token_cache_ttl_s, shared=shared_tokens),
             last_seen=LastSeenRecorder(sessions),
             signer=SegmentSigner.load(
                 settings.data_dir,

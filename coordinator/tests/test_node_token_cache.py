@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from streamr_coordinator.credentials import secret_hash
 from streamr_coordinator.nodes import auth
-from streamr_coordinator.nodes.auth import NodeIdentity, NodeTokenCache, lookup_node_token
+from streamr_coordinator.nodes.auth import (
+    NodeIdentity,
+    NodeTokenCache,
+    SharedTokenCache,
+    lookup_node_token,
+)
 from tests.servers import free_port
 
 NODE = NodeIdentity(node_id="node-1", stream_id="stream-1", owner_id="owner-1")
@@ -50,7 +56,7 @@ def test_a_zero_ttl_caches_nothing():
 def test_forgetting_a_node_drops_its_entries():
     cache = NodeTokenCache(ttl_s=10)
     cache.put("hash", NODE)
-    cache.forget_node("node-1")
+    asyncio.run(cache.forget_node("node-1"))
     assert cache.get("hash") is None
 
 
@@ -154,5 +160,132 @@ def test_while_the_database_is_away_a_known_token_is_accepted_for_a_while(clock)
                 await lookup_node_token(sessions, "known token", cache)
         finally:
             await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- the shared tier (Redis)
+
+
+class Database:
+    """Stands in for the nodes table: which token hashes are registered, and how often asked."""
+
+    def __init__(self, token_hash: str) -> None:
+        self.registered = {token_hash: NODE}
+        self.queries = 0
+        self.asked = asyncio.Event()
+        self.answer_after: asyncio.Event | None = None
+
+    def query(self, token_hash: str):
+        async def run() -> NodeIdentity | None:
+            self.queries += 1
+            self.asked.set()
+            identity = self.registered.get(token_hash)
+            if self.answer_after is not None:
+                await self.answer_after.wait()  # read before a deregistration, answered after
+            return identity
+
+        return run
+
+    def deregister(self, token_hash: str) -> None:
+        del self.registered[token_hash]
+
+
+def replicas(url: str, prefix: str, count: int = 2) -> tuple[Redis, list[NodeTokenCache]]:
+    redis = Redis.from_url(url)
+    return redis, [
+        NodeTokenCache(ttl_s=10, shared=SharedTokenCache(redis, ttl_s=600, prefix=prefix))
+        for _ in range(count)
+    ]
+
+
+def test_a_token_one_replica_looked_up_costs_the_others_no_database_lookup(redis_server):
+    token_hash = secret_hash("token one")
+
+    async def scenario() -> None:
+        redis, (a, b) = replicas(redis_server, "t1")
+        db = Database(token_hash)
+        try:
+            assert await a.load(token_hash, db.query(token_hash)) == NODE
+            assert await b.load(token_hash, db.query(token_hash)) == NODE
+            assert db.queries == 1
+            assert b.get(token_hash) == NODE  # and b keeps it in process too
+            keys = [k.decode() async for k in redis.scan_iter("t1:*")]
+            assert f"t1:hash:{token_hash}" in keys
+            for key in keys:  # the token itself is never stored, only its hash
+                assert "token one" not in key
+                value = await redis.get(key) if key.startswith("t1:hash:") else b""
+                assert b"token one" not in value
+            assert 590_000 < await redis.pttl(f"t1:hash:{token_hash}") <= 600_000
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_deregistration_on_one_replica_is_honoured_by_another_within_its_ttl(redis_server, clock):
+    token_hash = secret_hash("token two")
+
+    async def scenario() -> None:
+        redis, (a, b) = replicas(redis_server, "t2")
+        db = Database(token_hash)
+        try:
+            assert await a.load(token_hash, db.query(token_hash)) == NODE
+            assert await b.load(token_hash, db.query(token_hash)) == NODE
+            db.deregister(token_hash)
+            await a.forget_node(NODE.node_id)
+            assert a.get(token_hash) is None
+            assert await redis.exists(f"t2:hash:{token_hash}", f"t2:node:{NODE.node_id}") == 0
+            assert b.get(token_hash) == NODE  # b trusts its own entry for its short TTL...
+            clock.now += 10
+            assert b.get(token_hash) is None  # ...then asks Redis, which forgot, then the DB
+            assert await b.load(token_hash, db.query(token_hash)) is None
+            assert db.queries == 2
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_lookup_under_way_during_a_deregistration_does_not_store_the_token_again(
+    redis_server,
+):
+    """Replica b read the node from the database just before a deregistered it."""
+    token_hash = secret_hash("token three")
+
+    async def scenario() -> None:
+        redis, (a, b) = replicas(redis_server, "t3")
+        db = Database(token_hash)
+        db.answer_after = asyncio.Event()
+        try:
+            lookup = asyncio.create_task(b.load(token_hash, db.query(token_hash)))
+            await db.asked.wait()
+            db.deregister(token_hash)
+            await a.forget_node(NODE.node_id)
+            db.answer_after.set()
+            assert await lookup is None
+            assert b.get(token_hash) is None
+            assert await redis.exists(f"t3:hash:{token_hash}") == 0
+            db.answer_after = None
+            assert await a.load(token_hash, db.query(token_hash)) is None
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_without_redis_the_database_answers():
+    """A real connection to a port nobody listens on: Redis is away, lookups still work."""
+    token_hash = secret_hash("token four")
+
+    async def scenario() -> None:
+        redis, (a,) = replicas(f"redis://127.0.0.1:{free_port()}/0", "t4", count=1)
+        db = Database(token_hash)
+        try:
+            assert await a.load(token_hash, db.query(token_hash)) == NODE
+            assert a.get(token_hash) == NODE
+            assert db.queries == 1
+        finally:
+            await redis.aclose()
 
     asyncio.run(scenario())

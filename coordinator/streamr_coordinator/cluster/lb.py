@@ -43,8 +43,8 @@ def render(
     upstreams: Sequence[str],
     worker_processes: int = 1,
     worker_connections: int = 8192,
-    max_fails: int = 1,
-    fail_timeout_s: int = 5,
+    max_fails: int = 4,
+    fail_timeout_s: int = 3,
     user: str | None = None,
 ) -> str:
     """nginx-lb.conf for ``listen`` (``host:port``) in front of ``upstreams`` (``host:port``

@@ -1,13 +1,21 @@
-"""Node-token authentication with a short in-process cache.
+"""Node-token authentication with a short in-process cache and, with Redis, a shared one.
 
-Heartbeats must not cost a database round trip each, so a token's lookup is remembered for a few
-seconds. Deregistering clears this replica's entry at once; other replicas forget it within
-``node_token_cache_ttl_s``.
+Heartbeats must not cost a database round trip each, so a token's lookup is remembered: in this
+process for ``node_token_cache_ttl_s``, and (when Redis is configured) in Redis for
+``SHARED_TTL_S``, keyed by the token's hash (the database's key too; the token itself is never
+stored). With several replicas behind a round-robin load balancer each replica sees every node,
+so without the shared tier every replica would look every token up in the database once per
+``node_token_cache_ttl_s``; with it, a token costs one database lookup per ``SHARED_TTL_S``.
+
+Deregistering clears this replica's entries and the shared ones at once, and leaves a tombstone
+in Redis that stops a lookup already under way on another replica from storing the token again;
+other replicas forget it within ``node_token_cache_ttl_s``, as without Redis.
 
 While the database is away (a restart, a failover), a token this replica knew is still accepted
 for up to ``STALE_IF_DOWN_S`` after its entry expired: nodes keep heartbeating (presence lives in
 Redis) instead of all dropping out of routing after ``node_token_cache_ttl_s``. A token
 deregistered meanwhile on another replica is accepted that much longer, only during the outage.
+A Redis that does not answer makes the shared tier a miss (the database answers instead).
 
 Two details keep the misses cheap when many heartbeats arrive at once: each entry lives a random
 80-100 % of that time, so entries filled together (after a restart, or in a burst) do not all
@@ -18,12 +26,16 @@ waiting for that lookup instead of each running their own.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +44,30 @@ from ..credentials import secret_hash
 from ..errors import is_storage_outage
 from .models import Node
 
+log = logging.getLogger("streamr.nodes")
+
 STALE_IF_DOWN_S = 600.0
+SHARED_TTL_S = 600.0
+
+# Stores an entry unless the node was deregistered meanwhile (its tombstone exists), atomically:
+# a replica that read the node from the database just before another deregistered it must not
+# put the token back for SHARED_TTL_S. KEYS: entry, the node's index of hashes, tombstone.
+_PUT = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+# Tombstone first, then every entry of the node. KEYS: the node's index, tombstone.
+_FORGET = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+for _, token_hash in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('DEL', ARGV[2] .. token_hash)
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -42,10 +77,53 @@ class NodeIdentity:
     owner_id: str
 
 
+class SharedTokenCache:
+    """The Redis tier: token hash -> identity, shared by every replica."""
+
+    def __init__(
+        self, redis: Redis, ttl_s: float = SHARED_TTL_S, prefix: str = "streamr:node-token"
+    ) -> None:
+        self._redis = redis
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._prefix = prefix
+        self._put = redis.register_script(_PUT)
+        self._forget = redis.register_script(_FORGET)
+
+    def _entry_key(self, token_hash: str) -> str:
+        return f"{self._prefix}:hash:{token_hash}"
+
+    def _keys(self, node_id: str) -> tuple[str, str]:
+        return f"{self._prefix}:node:{node_id}", f"{self._prefix}:revoked:{node_id}"
+
+    async def get(self, token_hash: str) -> NodeIdentity | None:
+        raw = await self._redis.get(self._entry_key(token_hash))
+        return None if raw is None else NodeIdentity(**json.loads(raw))
+
+    async def put(self, token_hash: str, identity: NodeIdentity) -> bool:
+        """False when the node was deregistered meanwhile (nothing stored)."""
+        index, tombstone = self._keys(identity.node_id)
+        value = json.dumps(vars(identity))
+        stored = await self._put(
+            keys=[self._entry_key(token_hash), index, tombstone],
+            args=[value, self._ttl_ms, token_hash],
+        )
+        return bool(stored)
+
+    async def forget_node(self, node_id: str) -> None:
+        # The tombstone outlives any entry a lookup under way could still try to store.
+        await self._forget(keys=list(self._keys(node_id)), args=[self._ttl_ms, self._entry_key("")])
+
+
 class NodeTokenCache:
-    def __init__(self, ttl_s: float = 10.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        ttl_s: float = 10.0,
+        max_entries: int = 100_000,
+        shared: SharedTokenCache | None = None,
+    ) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._shared = shared
         self._entries: dict[str, tuple[float, NodeIdentity]] = {}
         self._loading: dict[str, asyncio.Task[NodeIdentity | None]] = {}
 
@@ -71,15 +149,19 @@ class NodeTokenCache:
         ttl_s = self._ttl_s * random.uniform(0.8, 1.0)  # noqa: S311 - spreading, not secrecy
         self._entries[token_hash] = (time.monotonic() + ttl_s, identity)
 
-    def forget_node(self, node_id: str) -> None:
+    async def forget_node(self, node_id: str) -> None:
+        """Drop the node's entries here and in Redis (raises RedisError if Redis is away: the
+        caller answers 503 and the deregistration is retried)."""
         for token_hash, (_, identity) in list(self._entries.items()):
             if identity.node_id == node_id:
                 del self._entries[token_hash]
+        if self._shared is not None:
+            await self._shared.forget_node(node_id)
 
     async def load(
         self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
     ) -> NodeIdentity | None:
-        """Run ``query`` for a missing entry, or wait for the run already under way."""
+        """Redis, then ``query`` for a missing entry, or wait for the run already under way."""
         task = self._loading.get(token_hash)
         if task is None:
             task = asyncio.create_task(self._query_and_put(token_hash, query))
@@ -91,9 +173,27 @@ class NodeTokenCache:
     async def _query_and_put(
         self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
     ) -> NodeIdentity | None:
+        shared = self._shared if self._ttl_s > 0 else None
+        if shared is not None:
+            try:
+                identity = await shared.get(token_hash)
+            except RedisError:
+                log.warning("node tokens: Redis unreachable; asking the database")
+                shared = None  # nor try to store the answer
+                identity = None
+            if identity is not None:
+                self.put(token_hash, identity)
+                return identity
         identity = await query()
-        if identity is not None:
-            self.put(token_hash, identity)
+        if identity is None:
+            return None
+        if shared is not None:
+            try:
+                if not await shared.put(token_hash, identity):
+                    return None  # deregistered while we asked the database
+            except RedisError:
+                log.warning("node tokens: Redis unreachable; entry kept in this process only")
+        self.put(token_hash, identity)
         return identity
 
     def _loaded(self, token_hash: str, task: asyncio.Task[NodeIdentity | None]) -> None:

@@ -155,7 +155,7 @@ async def deregister(ctx: AppContext, session: AsyncSession, node: Node) -> None
         .execution_options(synchronize_session=False)
     )
     await session.commit()
-    ctx.node_tokens.forget_node(node.id)
+    await ctx.node_tokens.forget_node(node.id)
     await ctx.presence.forget(node.id, node.stream_id)
     log.info("node deregistered", extra={"node_id": node.id})
 

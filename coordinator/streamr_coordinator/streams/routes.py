@@ -118,7 +118,7 @@ async def delete_stream_route(
     await delete_stream(session, stream)
     # The nodes went with the stream: their tokens and presence must stop working at once.
     for node_id in node_ids:
-        ctx.node_tokens.forget_node(node_id)
+        await ctx.node_tokens.forget_node(node_id)
         await ctx.presence.forget(node_id, stream.id)
     return Response(status_code=204)
 
