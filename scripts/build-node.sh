@@ -48,6 +48,10 @@ while (($#)); do
 done
 mkdir -p "$out" "$root/build"
 out="$(cd "$out" && pwd)"
+# One build at a time per checkout: a second build started meanwhile (another terminal, tests
+# run in parallel) waits for the first, then finds its result up to date.
+exec 9>"$root/build/.build-node.lock"
+flock 9
 # Build products ignore themselves, so that they never show up as changes to commit.
 [ -e "$root/build/.gitignore" ] || echo '*' >"$root/build/.gitignore"
 [ "$out" != "$root/dist" ] || [ -e "$out/.gitignore" ] || echo '*' >"$out/.gitignore"
