@@ -208,7 +208,7 @@ async def _work_of_the_jobs(settings: Settings, world: World) -> None:
                         holder="worker-a:4242:9f3c",
                         fence=2,
                         acquired_at=now,
-                        expires_at=now + timedelta(minutes=1),
+                        expires_at=now + timedelta(hours=1),
                     ),
                     JobRun(
                         job="reconciliation",
