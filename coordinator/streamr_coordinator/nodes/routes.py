@@ -48,9 +48,9 @@ from .service import (
     ensure_may_deregister,
     get_node,
     heartbeat,
-    may_see_node,
     register_node,
     stream_nodes,
+    visible_node,
 )
 
 router = APIRouter(route_class=DocumentedRoute, prefix="/api/v1", tags=["nodes"])
@@ -243,13 +243,7 @@ async def get_node_route(
     session: Session,
 ) -> NodeOut:
     """A node's details and live load, for the node, its owner, the stream's owner and admins."""
-    if node is None and account is None:
-        raise Unauthorized("Log in, or use the node's own token, to see a node.")
-    target, stream = await _node_and_stream(session, node_id)
-    if not (
-        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
-    ):
-        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see it.")
+    target, stream = await visible_node(session, node_id, node, account, "a node")
     return (await describe(ctx, [target], {stream.id: stream.name}))[0]
 
 

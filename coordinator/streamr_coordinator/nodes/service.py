@@ -20,7 +20,7 @@ from ..accounts.models import Account, Role
 from ..context import AppContext
 from ..credentials import NODE_TOKEN_PREFIX, new_secret, secret_hash
 from ..database import utcnow
-from ..errors import Forbidden, NotFound, TooManyRequests
+from ..errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from ..invites.service import redeem
 from ..streams.models import Stream
 from ..streams.service import may_manage
@@ -100,6 +100,29 @@ async def get_node(session: AsyncSession, node_id: str) -> Node:
 
 def may_see_node(node: Node, stream: Stream, account: Account | None) -> bool:
     return account is not None and (account.id == node.owner_id or may_manage(stream, account))
+
+
+async def visible_node(
+    session: AsyncSession,
+    node_id: str,
+    caller: NodeIdentity | None,
+    account: Account | None,
+    what: str,
+) -> tuple[Node, Stream]:
+    """The node and its stream, for the node itself (its token), its owner, the stream's owner
+    or an admin; 401 without either credential, 403 for anyone else. ``what`` names what the
+    caller wanted to see, for the messages ("a node's usage")."""
+    if caller is None and account is None:
+        raise Unauthorized(f"Log in, or use the node's own token, to see {what}.")
+    node = await get_node(session, node_id)
+    stream = await session.get(Stream, node.stream_id)
+    if stream is None:
+        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
+    if not (
+        (caller is not None and caller.node_id == node.id) or may_see_node(node, stream, account)
+    ):
+        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see this.")
+    return node, stream
 
 
 async def describe(

@@ -11,10 +11,10 @@ from sqlalchemy import exists, select
 
 from ..accounts.auth import Context, CurrentAccount, Session, is_admin, require_admin
 from ..accounts.models import Account, Role
-from ..errors import AppError, Forbidden, NotFound, Unauthorized
+from ..errors import AppError, Forbidden
 from ..nodes.models import Node
 from ..nodes.routes import CallingNode, NodeIdPath, account_unless_node
-from ..nodes.service import get_node, may_see_node
+from ..nodes.service import visible_node
 from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
@@ -181,16 +181,7 @@ async def node_earnings_route(
 
     For the node itself (``streamr-node status``), its owner, the stream's owner and admins.
     """
-    if node is None and account is None:
-        raise Unauthorized("Log in, or use the node's own token, to see a node's earnings.")
-    target = await get_node(session, node_id)
-    stream = await session.get(Stream, target.stream_id)
-    if stream is None:
-        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
-    if not (
-        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
-    ):
-        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see this.")
+    target, stream = await visible_node(session, node_id, node, account, "a node's earnings")
     economics = await _current_out(session, ctx)
     scope = Scope("friend", node_ids=(target.id,))
     recent = await accrual_lines(session, scope, None, None, 20, newest=True)

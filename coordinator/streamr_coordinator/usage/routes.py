@@ -9,12 +9,10 @@ from streamr_protocol.usage import UsageAck, UsageReport
 from ..accounts.auth import Context, Session
 from ..accounts.models import Account
 from ..accounts.routes import client_address
-from ..errors import Forbidden, NotFound, Unauthorized
 from ..nodes.auth import NodeIdentity
 from ..nodes.routes import CallingNode, NodeIdPath, account_unless_node, own_node
-from ..nodes.service import get_node, may_see_node
+from ..nodes.service import visible_node
 from ..routing import DocumentedRoute
-from ..streams.models import Stream
 from .schemas import NodeUsage
 from .service import node_usage, record_report
 
@@ -52,14 +50,5 @@ async def node_usage_route(
 
     For the node itself, its owner, the stream's owner and admins.
     """
-    if node is None and account is None:
-        raise Unauthorized("Log in, or use the node's own token, to see a node's usage.")
-    target = await get_node(session, node_id)
-    stream = await session.get(Stream, target.stream_id)
-    if stream is None:
-        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
-    if not (
-        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
-    ):
-        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see this.")
+    target, stream = await visible_node(session, node_id, node, account, "a node's usage")
     return await node_usage(session, target, stream.name)

@@ -11,14 +11,12 @@ from sqlalchemy import select
 from ..accounts.auth import Context, Session, require_admin
 from ..accounts.models import Account
 from ..database import utcnow
-from ..errors import Forbidden, NotFound, Unauthorized
 from ..nodes.auth import NodeIdentity
 from ..nodes.models import Node
 from ..nodes.routes import CallingNode, NodeIdPath, account_unless_node, own_node
-from ..nodes.service import get_node, may_see_node
+from ..nodes.service import visible_node
 from ..payouts.budgets import budget_state
 from ..routing import DocumentedRoute
-from ..streams.models import Stream
 from . import trust
 from .models import Discrepancy, Probe, Reconciliation, TrustEvent, TrustState
 from .schemas import (
@@ -48,16 +46,7 @@ async def _visible_node(
     session: Session, node_id: str, node: NodeIdentity | None, account: Account | None
 ) -> Node:
     """The node, if the caller is the node itself, its owner, the stream's owner or an admin."""
-    if node is None and account is None:
-        raise Unauthorized("Log in, or use the node's own token, to see a node's verification.")
-    target = await get_node(session, node_id)
-    stream = await session.get(Stream, target.stream_id)
-    if stream is None:
-        raise NotFound(f"No registered node has id {node_id[:64]!r}.")
-    if not (
-        (node is not None and node.node_id == target.id) or may_see_node(target, stream, account)
-    ):
-        raise Forbidden("Only the node, its owner, the stream's owner or an admin may see this.")
+    target, _ = await visible_node(session, node_id, node, account, "a node's verification")
     return target
 
 
