@@ -41,7 +41,10 @@ WATCH_S = 70.0
 ADMIN = ("operator@example.com", "operator's long passphrase")
 SETTINGS: dict[str, Any] = {
     "origin_fanout": 3,  # every node pulls from the origin: no cheater upstream of another
-    "usage_report_interval_s": 1,
+    # Reconciliation allows one report interval of claims to be ahead of their receipts; the
+    # watch page's receipts trail by up to 5 s, so reports may not come faster than that (the
+    # default is 10 s), or an honest node's first seconds look unreceipted.
+    "usage_report_interval_s": 5,
     "assignment_refresh_s": 1,
     "viewer_sessions_per_minute": 1000,  # every viewer and the prober come from 127.0.0.1
     "probe_interval_s": 4,
