@@ -39,7 +39,6 @@ from sqlalchemy import (
     literal,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -63,6 +62,7 @@ from .reconciliation import (
     max_receipt_bps,
     reconcile,
 )
+from .watermarks import WatermarkMoved, advance
 
 log = logging.getLogger("streamr.verification")
 
@@ -334,10 +334,6 @@ async def _load(
     return pairs, segments
 
 
-class WatermarkMoved(Exception):
-    """Another worker reconciled this interval meanwhile."""
-
-
 async def reconcile_interval(
     ctx: AppContext,
     start_s: int,
@@ -377,7 +373,7 @@ async def reconcile_interval(
                 written.append((inp, reconcile(inp, params)))
             try:
                 await _write(session, written)
-                await _advance(session, WATERMARK, start_s, start_s + length)
+                await advance(session, WATERMARK, start_s, start_s + length)
                 if guard is not None:
                     await guard(session)
                 await session.commit()
@@ -513,18 +509,6 @@ async def _insert_many(
     }
     result = await session.execute(text(sql), params)
     return list(result) if returning else []
-
-
-async def _advance(session: AsyncSession, name: str, expected: int, to: int) -> None:
-    """Move a watermark from ``expected`` to ``to``; WatermarkMoved if someone else moved it."""
-    result = await session.execute(
-        update(Watermark)
-        .where(Watermark.name == name, Watermark.position == expected)
-        .values(position=to, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:
-        raise WatermarkMoved(name)
 
 
 async def _first_start(ctx: AppContext, session: AsyncSession, now: datetime) -> int:

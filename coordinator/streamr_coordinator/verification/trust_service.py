@@ -25,9 +25,9 @@ from ..database import utcnow
 from ..nodes.models import Node
 from . import trust
 from .models import Probe, Reconciliation, TrustEvent, TrustState, Watermark
-from .reconcile_service import WatermarkMoved, _advance
 from .reconciliation import IntervalVerdict
 from .service import state_of, trust_params
+from .watermarks import WatermarkMoved, advance
 
 log = logging.getLogger("streamr.verification")
 
@@ -283,9 +283,9 @@ async def update_trust(
             return {"skipped": "another worker updated trust meanwhile"}
         try:
             if probes:
-                await _advance(session, PROBES_WATERMARK, probe_mark, probes[-1].id)
+                await advance(session, PROBES_WATERMARK, probe_mark, probes[-1].id)
             if recs:
-                await _advance(session, RECONCILIATIONS_WATERMARK, rec_mark, recs[-1].id)
+                await advance(session, RECONCILIATIONS_WATERMARK, rec_mark, recs[-1].id)
             if guard is not None:
                 await guard(session)
             await session.commit()
