@@ -2,7 +2,7 @@
 paid out on PostgreSQL: wall time per step, peak memory and database work.
 
     .venv/bin/python bench/reconcile_payout/run.py [--nodes 1000] [--viewers-per-node 3]
-        [--segment-s 2] [--seed 1] [--profile]
+        [--segment-s 2] [--seed 1] [--interval-s 60] [--profile]
 
 (every option: --help). docs/benchmarks.md has the figures and what they mean.
 
@@ -14,11 +14,14 @@ paid out on PostgreSQL: wall time per step, peak memory and database work.
    a usage report from every node every 10 s with one line per session it served, the viewers'
    receipt batches every 5 s (the watch page's rhythm) with one receipt per segment fetched, a
    few lost batches, a few viewers on their friend's own network, and 12 scheduled probes per
-   node (probe sessions, their receipts and claims, and the probes table). That database is the
+   node (probe sessions, their receipts and claims, and the probes table). The receipt tallies
+   the receipts route keeps as batches arrive are kept with the same functions
+   (``receipt_tallies.tally_batch`` and ``merge``, batch by batch), and the tables a coordinator
+   fills in time order are clustered in time order, as they would lie. That database is the
    template of the measured ones.
 2. A child process on a fresh copy measures, in order and as the worker runs them:
-   ``reconcile_due`` until nothing is due (all 60 one-minute intervals, ``now`` = the end of the
-   hour + the grace), ``update_trust`` until nothing is new, ``accrue_pending`` until nothing is
+   ``reconcile_due`` until nothing is due (all 60 one-minute intervals, or the hour's intervals
+   of ``--interval-s``; ``now`` = the end of the hour + the grace), ``update_trust`` until nothing is new, ``accrue_pending`` until nothing is
    pending, and one ``run_cycle``. For each step: wall time, SQL statements and their rows and
    server time (pg_stat_statements), rows read and written (pg_stat_user_tables). Peak memory is
    the child's peak RSS (``resource.getrusage``), besides its RSS before the steps.
@@ -101,6 +104,7 @@ class Loader:
         "usage_lines",
         "viewer_receipt_batches",
         "viewer_receipts",
+        "receipt_tallies",
         "probes",
     )
 
@@ -173,6 +177,28 @@ COLUMNS = {
         "outcome",
         "received_at",
     ),
+    "receipt_tallies": (
+        "node_id",
+        "session_id",
+        "bucket_s",
+        "interval_start",
+        "stream_id",
+        "counted_bytes",
+        "min_sequence",
+        "max_sequence",
+        "plausible",
+        "reordered",
+        "size_mismatches",
+        "before_segment",
+        "too_fast",
+        "stale",
+        "unknown_segment",
+        "ok_receipts",
+        "mismatches",
+        "failures",
+        "first_at",
+        "last_at",
+    ),
     "probes": (
         "node_id",
         "stream_id",
@@ -220,6 +246,9 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
         extra: tuple[Any, ...] = (1,) if "attempts" in probe_columns else ()
         if extra:
             columns["probes"] = (*COLUMNS["probes"], "attempts")
+        # The receipts route keeps receipt tallies (verification/receipt_tallies.py) as batches
+        # arrive; the generator keeps them with the same functions. Older schemas have none.
+        tallied = bool(await conn.fetchval("SELECT to_regclass('receipt_tallies') IS NOT NULL"))
         registered = at(h0 - 2 * 86_400)
         streamer = uuid_of("streamer")
         accounts = [(streamer, "streamer@bench.example", "Streamer", "streamer")]
@@ -282,6 +311,14 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
         loader = Loader(conn, columns)
         end = h0 + HOUR_S
         concurrency_s = 0.0
+        if tallied:
+            from streamr_coordinator.verification import receipt_tallies
+            from streamr_coordinator.verification.reconciliation import ReceiptFact, SegmentFact
+
+            facts = {
+                stream_id: {seq: SegmentFact(seq, size, at(t), seg_s) for seq, size, t in segs}
+                for stream_id, segs in segments.items()
+            }
         for n, node in enumerate(nodes):
             node_id, stream_id = node[0], node[1]
             segs = segments[stream_id]
@@ -304,6 +341,7 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
                     served.append((fetched, sid, size))
                     k = int((fetched - phase) // BATCH_EVERY_S) + 1
                     batches[phase + k * BATCH_EVERY_S].append((fetched, seq))
+                tallies: dict[datetime, Any] = {}
                 for sent, items in sorted(batches.items()):
                     if sent >= end + 60 or rng.random() < LOST_BATCH_SHARE:
                         continue  # a batch lost on the way (or after the measured hour)
@@ -313,14 +351,31 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
                         "viewer_receipt_batches",
                         (batch_pk, sid, hexid(sid, sent), received, len(items)),
                     )
+                    receipts = []
                     for _fetched, seq in items:
                         size = segs[seq][1]
-                        loader.add(
-                            "viewer_receipts",
-                            (loader.new_id("viewer_receipts"), batch_pk, sid, stream_id, node_id,
-                             "node", f"seg{seq}.ts", seq, size, rng.randint(20, 150),
-                             size * 8 // rng.randint(20_000, 60_000), "ok", received),
+                        row = (loader.new_id("viewer_receipts"), batch_pk, sid, stream_id,
+                               node_id, "node", f"seg{seq}.ts", seq, size, rng.randint(20, 150),
+                               size * 8 // rng.randint(20_000, 60_000), "ok", received)  # fmt: skip
+                        loader.add("viewer_receipts", row)
+                        receipts.append(row)
+                    if tallied:  # what receipt_tallies.add does, batch by batch
+                        added = receipt_tallies.tally_batch(
+                            [ReceiptFact(sid, r[7], r[8], "ok", received, r[9], r[10])
+                             for r in receipts],
+                            facts[stream_id],
                         )  # fmt: skip
+                        bucket = receipt_tallies.bucket_start(received, args.interval_s)
+                        before = tallies.get(bucket, receipt_tallies.Tally())
+                        tallies[bucket] = receipt_tallies.merge(before, added)
+                for bucket, t in sorted(tallies.items()):
+                    loader.add(
+                        "receipt_tallies",
+                        (node_id, sid, args.interval_s, bucket, stream_id,
+                         t.counted_bytes, t.min_sequence, t.max_sequence,
+                         *(getattr(t, name) for name in receipt_tallies.COUNTS),
+                         t.first_at, t.last_at),
+                    )  # fmt: skip
 
             # Viewers: each of ``slots`` places at the node is a chain of sessions with gaps.
             slots = int(args.viewers_per_node * (SESSION_MEAN_S + GAP_MEAN_S) / SESSION_MEAN_S)
@@ -396,6 +451,14 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {loader.next_id[table]})"
             )
         await conn.execute("SET session_replication_role = DEFAULT")
+        # Generated node by node, the rows would lie in node order; a coordinator appends them
+        # in time order, which is what reconciliation's reads by time rely on.
+        for table, index in (
+            ("viewer_receipts", "ix_viewer_receipts_received_at"),
+            ("usage_reports", "ix_usage_reports_received_at"),
+            ("usage_lines", "ix_usage_lines_report_pk"),  # a report's lines come with it
+        ):
+            await conn.execute(f"CLUSTER {table} USING {index}")
         await conn.execute("VACUUM ANALYZE")
         counts = {
             "accounts": len(accounts),
@@ -473,7 +536,7 @@ def rss_kib() -> int:
     return 0
 
 
-async def measure(url: str, data_dir: str, h0: int, mode: str) -> dict[str, Any]:
+async def measure(url: str, data_dir: str, h0: int, mode: str, interval_s: int) -> dict[str, Any]:
     """Run the four steps against ``url``; ``mode`` is ``time``, ``tracemalloc`` or
     ``profile``."""
     import asyncpg
@@ -488,7 +551,7 @@ async def measure(url: str, data_dir: str, h0: int, mode: str) -> dict[str, Any]
     settings = Settings(
         database_url=url,
         data_dir=Path(data_dir),
-        reconcile_interval_s=60,
+        reconcile_interval_s=interval_s,
         reconcile_grace_s=RECONCILE_GRACE_S,
         usage_report_interval_s=REPORT_EVERY_S,
     )
@@ -613,8 +676,8 @@ async def sanity(conn: Any) -> dict[str, int]:
 
 
 def child_main(argv: list[str]) -> int:
-    url, data_dir, h0, mode = argv
-    result = asyncio.run(measure(url, data_dir, int(h0), mode))
+    url, data_dir, h0, mode, interval_s = argv
+    result = asyncio.run(measure(url, data_dir, int(h0), mode, int(interval_s)))
     print(json.dumps(result))
     return 0
 
@@ -643,10 +706,10 @@ def psql(server: PostgresServer, database: str, sql: str) -> str:
     return result.stdout.strip()
 
 
-def run_child(url: str, data_dir: Path, h0: int, mode: str) -> dict[str, Any]:
+def run_child(url: str, data_dir: Path, h0: int, mode: str, interval_s: int) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [sys.executable, __file__, "--child", url, str(data_dir), str(h0), mode],
+        [sys.executable, __file__, "--child", url, str(data_dir), str(h0), mode, str(interval_s)],
         capture_output=True,
         text=True,
         check=False,
@@ -695,15 +758,16 @@ def report(counts: dict[str, int], timed: dict[str, Any], traced: dict[str, Any]
           f"{verdict} ({total:.2f} s)")  # fmt: skip
 
 
-def check(counts: dict[str, int], timed: dict[str, Any], nodes: int) -> list[str]:
+def check(counts: dict[str, int], timed: dict[str, Any], nodes: int, interval_s: int) -> list[str]:
     problems = []
     checks = timed["checks"]
     rec = timed["steps"]["reconciliation"]["result"]
-    if rec["intervals"] < 60:
-        problems.append(f"only {rec['intervals']} intervals were reconciled (60 expected)")
+    intervals = HOUR_S // interval_s
+    if rec["intervals"] < intervals:
+        problems.append(f"only {rec['intervals']} intervals were reconciled ({intervals} expected)")
     if checks["unaccrued"]:
         problems.append(f"{checks['unaccrued']} reconciliations were not accrued")
-    if checks["reconciliations"] < nodes * 55:
+    if checks["reconciliations"] < nodes * intervals * 0.9:
         problems.append(f"{checks['reconciliations']} reconciliations for {nodes} nodes")
     if checks["paid_bytes"] <= 0 or checks["paid_bytes"] > checks["claimed_bytes"]:
         problems.append(f"paid {checks['paid_bytes']} of {checks['claimed_bytes']} claimed bytes")
@@ -720,6 +784,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--viewers-per-node", type=float, default=3.0, help="mean concurrent")
     parser.add_argument("--segment-s", type=int, default=2, choices=[2, 4, 6])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--interval-s",
+        type=int,
+        default=60,
+        choices=[60, 120, 300, 600],
+        help="reconcile_interval_s (the setting's default: 60)",
+    )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-peak run")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile run")
     args = parser.parse_args(argv)
@@ -745,7 +816,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_postgres(
                     # No autovacuum: the template is analysed once, and nothing else should
                     # read tables during a measurement.
-                    settings={"shared_preload_libraries": "pg_stat_statements", "autovacuum": "off"}
+                    # random_page_cost 1.1: the usual setting for SSD storage (docs/operator.md).
+                    settings={
+                        "shared_preload_libraries": "pg_stat_statements",
+                        "autovacuum": "off",
+                        "random_page_cost": "1.1",
+                    }
                 )
             )
             from streamr_coordinator.migrations.runner import upgrade
@@ -765,20 +841,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {table}: {count:,}")
             sys.stdout.flush()
 
-            timed = run_child(copy_database(server, template), tmp / "time", h0, "time")
+            timed = run_child(
+                copy_database(server, template), tmp / "time", h0, "time", args.interval_s
+            )
             traced = None
             if not args.no_tracemalloc:
                 traced = run_child(
-                    copy_database(server, template), tmp / "trace", h0, "tracemalloc"
+                    copy_database(server, template),
+                    tmp / "trace",
+                    h0,
+                    "tracemalloc",
+                    args.interval_s,
                 )
             report(counts, timed, traced)
             if args.profile:
-                profiled = run_child(copy_database(server, template), tmp / "prof", h0, "profile")
+                profiled = run_child(
+                    copy_database(server, template), tmp / "prof", h0, "profile", args.interval_s
+                )
                 print("\ncProfile (a separate run; times inflated by the profiler):")
                 for name in STEPS:
                     print(f"  {name}: {profiled['steps'][name]['wall_s']:.2f} s")
                 print(profiled["profile"])
-            problems = check(counts, timed, args.nodes)
+            problems = check(counts, timed, args.nodes, args.interval_s)
     except Exception as exc:  # any failure to run is reported the same way
         print(f"run.py: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

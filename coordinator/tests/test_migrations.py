@@ -34,6 +34,7 @@ TABLES = {
     "probes",
     "reconciliations",
     "reconciliation_sessions",
+    "receipt_tallies",
     "discrepancies",
     "trust_states",
     "trust_events",

@@ -21,6 +21,7 @@ from ..context import AppContext
 from ..database import utcnow
 from ..streams.timers import age_streams
 from ..usage.models import UsageReport
+from ..verification.models import ReceiptTally
 from ..viewers.models import Receipt, ReceiptBatch
 from ..viewers.service import prune_sessions
 from .models import JobRun, NodeStats
@@ -103,6 +104,14 @@ async def run_retention(ctx: AppContext, run: Run) -> dict[str, object]:
     receipts = await delete_older(ctx, run, Receipt, Receipt.received_at, usage_cutoff)
     batches = await delete_older(ctx, run, ReceiptBatch, ReceiptBatch.received_at, usage_cutoff)
     reports = await delete_older(ctx, run, UsageReport, UsageReport.received_at, usage_cutoff)
+    async with ctx.sessions() as session:
+        # With their receipts (an hour's worth a run: a few hundred thousand rows at most).
+        tallies = (
+            await session.execute(
+                delete(ReceiptTally).where(ReceiptTally.interval_start < usage_cutoff)
+            )
+        ).rowcount or 0
+        await session.commit()
     stats = await delete_older(
         ctx,
         run,
@@ -118,6 +127,7 @@ async def run_retention(ctx: AppContext, run: Run) -> dict[str, object]:
         "pruned_viewer_sessions": sessions,
         "pruned_receipts": receipts,
         "pruned_receipt_batches": batches,
+        "pruned_receipt_tallies": tallies,
         "pruned_usage_reports": reports,
         "pruned_node_stats": stats,
         "pruned_job_runs": runs,

@@ -25,9 +25,11 @@ from ..verification.reconciliation import (
     IntervalInput,
     ReceiptFact,
     ReconcileParams,
+    SegmentWindow,
     SessionFact,
     SessionTotals,
     reconcile,
+    segment_window,
     summarize_claims,
     summarize_receipts,
 )
@@ -392,6 +394,7 @@ class Simulation:
     def _reconcile(self, start_s: float, end_s: float) -> None:
         start, end = EPOCH + timedelta(seconds=start_s), EPOCH + timedelta(seconds=end_s)
         econ = self.econ
+        windows: dict[str, SegmentWindow] = {}  # per stream: the same for all its nodes
         for node_id, node in self.nodes.items():
             book = self.books[node_id]
             rep = book.report
@@ -414,6 +417,12 @@ class Simulation:
                 receipts = summarize_receipts(
                     book.receipts, node.stream.segments, book.before, self.rp
                 )
+                stream_id = node.stream.stream_id
+                window = windows.get(stream_id)
+                if window is None:
+                    window = windows[stream_id] = segment_window(
+                        node.stream.segments, start, end, self.rp
+                    )
                 verdict = reconcile(
                     IntervalInput(
                         node_id,
@@ -426,6 +435,7 @@ class Simulation:
                         receipts,
                         book.before,
                         self.cfg.report_interval_s,
+                        window,
                     ),
                     self.rp,
                 )

@@ -178,3 +178,34 @@ class Watermark(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReceiptTally(Base):
+    """What one (node, viewer session)'s receipts of one interval add up to, kept as they
+    arrive (``receipt_tallies``), so reconciliation reads a row per session instead of every
+    receipt. ``bucket_s`` is the interval length the tally was kept for: a tally is only read
+    for intervals of that length."""
+
+    __tablename__ = "receipt_tallies"
+    __table_args__ = (Index(None, "bucket_s", "interval_start"),)
+
+    node_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    interval_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    stream_id: Mapped[str] = mapped_column(ID)
+    counted_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    plausible: Mapped[int] = mapped_column(Integer, default=0)
+    min_sequence: Mapped[int] = mapped_column(BigInteger, default=-1)
+    max_sequence: Mapped[int] = mapped_column(BigInteger, default=-1)
+    reordered: Mapped[int] = mapped_column(Integer, default=0)
+    size_mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    before_segment: Mapped[int] = mapped_column(Integer, default=0)
+    too_fast: Mapped[int] = mapped_column(Integer, default=0)
+    stale: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_segment: Mapped[int] = mapped_column(Integer, default=0)
+    ok_receipts: Mapped[int] = mapped_column(Integer, default=0)
+    mismatches: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)

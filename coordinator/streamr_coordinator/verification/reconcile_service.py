@@ -49,7 +49,15 @@ from ..context import AppContext
 from ..database import utcnow
 from ..usage.models import UsageLine, UsageReport
 from ..viewers.models import Receipt, ViewerSession
-from .models import Discrepancy, NodeNetwork, Reconciliation, ReconciliationSession, Watermark
+from .models import (
+    Discrepancy,
+    NodeNetwork,
+    ReceiptTally,
+    Reconciliation,
+    ReconciliationSession,
+    Watermark,
+)
+from .receipt_tallies import summary_of
 from .reconciliation import (
     DEFAULT,
     IntervalInput,
@@ -61,6 +69,7 @@ from .reconciliation import (
     SessionTotals,
     max_receipt_bps,
     reconcile,
+    segment_window,
 )
 from .watermarks import WatermarkMoved, advance
 
@@ -79,6 +88,7 @@ _VS = ViewerSession.__table__
 _NN = NodeNetwork.__table__
 _REC = Reconciliation.__table__
 _DIS = Discrepancy.__table__
+_TALLY = ReceiptTally.__table__
 
 # A receipt's bucket (SessionReceipts): c counted (if its sequence is new), d duplicate of an
 # earlier interval, b before its segment, s stale, t too fast, u unknown segment, m mismatch,
@@ -149,10 +159,16 @@ def _facts(inner: Any) -> Select[Any]:
 
 
 def receipt_summary_query(
-    dialect: str, start: datetime, end: datetime, params: ReconcileParams = DEFAULT
+    dialect: str,
+    start: datetime,
+    end: datetime,
+    params: ReconcileParams = DEFAULT,
+    *,
+    sessions: set[str] | None = None,
 ) -> Select[Any]:
-    """One row per (node, stream, session) with receipts received in [start, end): the
-    ``SessionReceipts`` columns, the session's facts and its running totals."""
+    """One row per (node, stream, session) with receipts received in [start, end) (of
+    ``sessions`` only, when given): the ``SessionReceipts`` columns, the session's facts and its
+    running totals."""
     earlier = _TOT.alias("earlier")  # the pair's highest sequence counted before
     prior = func.coalesce(earlier.c.max_sequence, -1)
     bucket = case(
@@ -193,6 +209,7 @@ def receipt_summary_query(
             )
         )
         .where(_R.c.node_id.is_not(None), _R.c.received_at >= start, _R.c.received_at < end)
+        .where(_R.c.session_id.in_(sorted(sessions)) if sessions is not None else literal(True))
         .subquery("rows")
     )
 
@@ -294,12 +311,77 @@ def _take_facts(pair: _Pair, stream_id: str, row: Any) -> None:
         )
 
 
-async def _load(
-    session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams
-) -> tuple[dict[tuple[str, str], _Pair], dict[str, dict[int, SegmentFact]]]:
-    pairs: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
-    dialect = _dialect(session)
-    for row in await session.execute(receipt_summary_query(dialect, start, end, params)):
+def tally_summary_query(bucket_s: int, start: datetime) -> Select[Any]:
+    """The interval's receipt tallies (``receipt_tallies``), with the session's facts and
+    running totals."""
+    tallies = (
+        select(_TALLY)
+        .where(_TALLY.c.bucket_s == bucket_s, _TALLY.c.interval_start == start)
+        .subquery("tallies")
+    )
+    return _facts(tallies)
+
+
+async def _load_receipts(
+    session: AsyncSession,
+    pairs: dict[tuple[str, str], _Pair],
+    start: datetime,
+    end: datetime,
+    params: ReconcileParams,
+) -> dict[str, int]:
+    """Each (node, session)'s ``SessionReceipts`` of the interval into ``pairs``: from the
+    tallies where they can tell, from the receipt rows where they cannot (or when they do not
+    cover every receipt of the interval). Returns how many sessions came which way."""
+    bucket_s = int((end - start).total_seconds())
+    receipts = await session.scalar(
+        select(func.count())
+        .select_from(_R)
+        .where(_R.c.node_id.is_not(None), _R.c.received_at >= start, _R.c.received_at < end)
+    )
+    tallied = await session.scalar(
+        select(
+            func.coalesce(
+                func.sum(_TALLY.c.ok_receipts + _TALLY.c.mismatches + _TALLY.c.failures), 0
+            )
+        ).where(_TALLY.c.bucket_s == bucket_s, _TALLY.c.interval_start == start)
+    )
+    if int(tallied) != receipts:
+        # Some receipt is not tallied (written by a replica of an older version, or another
+        # way; the interval length changed): every summary from the rows.
+        from_rows = await _summaries_from_rows(session, pairs, start, end, params, None)
+        return {"tallied": 0, "from_rows": from_rows}
+    told = [
+        (row, summary_of(row, -1 if row.t_max_sequence is None else row.t_max_sequence))
+        for row in await session.execute(tally_summary_query(bucket_s, start))
+    ]
+    # A session a tally cannot tell comes from the rows, with all its nodes.
+    exact = {row.session_id for row, summary in told if summary is None}
+    used = 0
+    for row, summary in told:
+        if summary is None or row.session_id in exact:
+            continue
+        used += 1
+        pair = pairs[(row.node_id, row.stream_id)]
+        pair.receipts[row.session_id] = summary
+        _take_facts(pair, row.stream_id, row)
+    from_rows = (
+        await _summaries_from_rows(session, pairs, start, end, params, exact) if exact else 0
+    )
+    return {"tallied": used, "from_rows": from_rows}
+
+
+async def _summaries_from_rows(
+    session: AsyncSession,
+    pairs: dict[tuple[str, str], _Pair],
+    start: datetime,
+    end: datetime,
+    params: ReconcileParams,
+    sessions: set[str] | None,
+) -> int:
+    query = receipt_summary_query(_dialect(session), start, end, params, sessions=sessions)
+    count = 0
+    for row in await session.execute(query):
+        count += 1
         pair = pairs[(row.node_id, row.stream_id)]
         pair.receipts[row.session_id] = SessionReceipts(
             **{name: int(getattr(row, name)) for name in _COUNT_FIELDS},  # SUMs may be numeric
@@ -307,6 +389,14 @@ async def _load(
             last_at=row.last_at,
         )
         _take_facts(pair, row.stream_id, row)
+    return count
+
+
+async def _load(
+    session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams
+) -> tuple[dict[tuple[str, str], _Pair], dict[str, dict[int, SegmentFact]]]:
+    pairs: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
+    await _load_receipts(session, pairs, start, end, params)
     for row in await session.execute(claim_summary_query(start, end)):
         pair = pairs[(row.node_id, row.stream_id)]
         pair.claims[row.session_id] = int(row.claimed)
@@ -355,6 +445,10 @@ async def reconcile_interval(
                 )
             )
             written: list[tuple[IntervalInput, IntervalVerdict]] = []
+            windows = {
+                stream: segment_window(facts, start, end, params)
+                for stream, facts in segments.items()
+            }
             for (node_id, stream_id), pair in sorted(pairs.items()):
                 if (node_id, stream_id) in done:
                     continue
@@ -369,6 +463,7 @@ async def reconcile_interval(
                     receipts=pair.receipts,
                     before=pair.before,
                     report_interval_s=ctx.settings.usage_report_interval_s,
+                    window=windows.get(stream_id),
                 )
                 written.append((inp, reconcile(inp, params)))
             try:
@@ -503,10 +598,10 @@ async def _insert_many(
         sql += f" ON CONFLICT ({', '.join(upsert)}) DO UPDATE SET {updates}"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
-    params = {
-        n: [json.dumps(r[n]) if isinstance(table.c[n].type, JSON) else r[n] for r in rows]
-        for n in names
-    }
+    params = {}
+    for n in names:
+        values = [r[n] for r in rows]
+        params[n] = [json.dumps(v) for v in values] if isinstance(table.c[n].type, JSON) else values
     result = await session.execute(text(sql), params)
     return list(result) if returning else []
 

@@ -172,6 +172,32 @@ class IntervalInput:
     receipts: Mapping[str, SessionReceipts]
     before: Mapping[str, SessionTotals]
     report_interval_s: float = 10.0
+    # ``segment_window(segments, start, end)``, when the caller has it (the same for every node
+    # of a stream in an interval); computed here otherwise.
+    window: SegmentWindow | None = None
+
+
+@dataclass(frozen=True)
+class SegmentWindow:
+    """What the plausibility cap and the slack need from a stream's segments."""
+
+    target_s: float  # the longest segment duration (the target duration)
+    window_bytes: int  # bytes of the segments attested from the lookback to the interval's end
+    largest: int  # the largest segment
+
+
+def segment_window(
+    segments: Mapping[int, SegmentFact],
+    start: datetime,
+    end: datetime,
+    params: ReconcileParams = DEFAULT,
+) -> SegmentWindow:
+    lookback = start - timedelta(seconds=params.plausible_lookback_s)
+    return SegmentWindow(
+        target_s=_target_s(segments, params),
+        window_bytes=sum(s.size for s in segments.values() if lookback <= s.attested_at < end),
+        largest=max((s.size for s in segments.values()), default=0),
+    )
 
 
 @dataclass(frozen=True)
@@ -223,6 +249,29 @@ def summarize_claims(claims: Iterable[ClaimFact]) -> dict[str, int]:
     return dict(out)
 
 
+PLAUSIBLE = "plausible"  # an ok receipt that may count (unless its sequence was counted)
+
+
+def classify_receipt(
+    r: ReceiptFact, segment: SegmentFact | None, params: ReconcileParams = DEFAULT
+) -> str:
+    """Where one receipt falls, by the plausibility rules: ``PLAUSIBLE`` or the name of the
+    ``SessionReceipts`` count it adds to (``mismatches``, ``failures``, ``unknown_segment``,
+    ``before_segment``, ``stale``, ``too_fast``). Whether a plausible receipt counts depends
+    on the sequences counted before it (``summarize_receipts``)."""
+    if r.outcome != "ok":
+        return "mismatches" if r.outcome == "mismatch" else "failures"
+    if segment is None:
+        return "unknown_segment"
+    if r.received_at < segment.attested_at:
+        return "before_segment"
+    if r.received_at - segment.attested_at > timedelta(seconds=params.max_receipt_age_s):
+        return "stale"
+    if _too_fast(r.bytes, r.download_ms, params):
+        return "too_fast"
+    return PLAUSIBLE
+
+
 def summarize_receipts(
     receipts: Iterable[ReceiptFact],
     segments: Mapping[int, SegmentFact],
@@ -232,7 +281,6 @@ def summarize_receipts(
     """One node's receipts of an interval, summarized per session (the rules are in the module
     docstring). ``segments`` must hold every segment a receipt may name (a missing one is
     ``unknown_segment``); ``before`` gives each session's highest sequence counted so far."""
-    max_age = timedelta(seconds=params.max_receipt_age_s)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     counted: dict[str, dict[int, int]] = defaultdict(dict)  # session -> sequence -> bytes
     times: dict[str, list[datetime]] = {}
@@ -240,20 +288,15 @@ def summarize_receipts(
         n = counts[r.session_id]
         span = times.setdefault(r.session_id, [r.received_at, r.received_at])
         span[0], span[1] = min(span[0], r.received_at), max(span[1], r.received_at)
-        if r.outcome != "ok":
-            n["mismatches" if r.outcome == "mismatch" else "failures"] += 1
-            continue
-        n["ok_receipts"] += 1
         segment = segments.get(r.sequence)
-        if segment is None:
-            n["unknown_segment"] += 1
-        elif r.received_at < segment.attested_at:
-            n["before_segment"] += 1
-        elif r.received_at - segment.attested_at > max_age:
-            n["stale"] += 1
-        elif _too_fast(r.bytes, r.download_ms, params):
-            n["too_fast"] += 1
+        bucket = classify_receipt(r, segment, params)
+        if bucket != PLAUSIBLE:
+            n[bucket] += 1
+            if bucket not in ("mismatches", "failures"):
+                n["ok_receipts"] += 1
         else:
+            assert segment is not None
+            n["ok_receipts"] += 1
             if r.bytes != segment.size:
                 n["size_mismatches"] += 1
             prior = before.get(r.session_id, EMPTY_TOTALS).max_sequence
@@ -342,15 +385,13 @@ def _controlled_reason(
 
 def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> IntervalVerdict:
     """Reconcile one node's interval: pay the agreed increase, record every discrepancy."""
-    target_s = _target_s(inp.segments, params)
+    window = inp.window or segment_window(inp.segments, inp.start, inp.end, params)
+    target_s = window.target_s
     outcomes: dict[str, int] = defaultdict(int)
     for summary in inp.receipts.values():
         outcomes["ok"] += summary.ok_receipts
         outcomes["mismatch"] += summary.mismatches
         outcomes["failed"] += summary.failures
-
-    lookback = inp.start - timedelta(seconds=params.plausible_lookback_s)
-    window_bytes = sum(s.size for s in inp.segments.values() if lookback <= s.attested_at < inp.end)
 
     discrepancies: list[Discrepancy] = []
     excluded: dict[str, str] = {}
@@ -410,7 +451,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             ok_segments=before.ok_segments + work.ok_new,
         )
 
-    plausible = window_bytes * active
+    plausible = window.window_bytes * active
     room = plausible
     paid_total = 0
     for sid, increase in increases.items():  # sorted by session id: a stable cap
@@ -431,8 +472,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             )
         )
 
-    largest = max((seg.size for seg in inp.segments.values()), default=0)
-    slack = max(_slack(inp, claimed_now), params.slack_segments * largest)
+    slack = max(_slack(inp, claimed_now), params.slack_segments * window.largest)
     unmatched = max(sum(shortfall.values()), 0)
     outcome, ratio = _outcome(claimed_now, unmatched, slack, params)
     if outcome == "disagree":
