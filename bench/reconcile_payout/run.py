@@ -2,7 +2,7 @@
 paid out on PostgreSQL: wall time per step, peak memory and database work.
 
     .venv/bin/python bench/reconcile_payout/run.py [--nodes 1000] [--viewers-per-node 3]
-        [--segment-s 2] [--seed 1] [--interval-s 60] [--profile]
+        [--segment-s 2] [--seed 1] [--interval-s 60] [--catchup-window-s 3600] [--profile]
 
 (every option: --help). docs/benchmarks.md has the figures and what they mean.
 
@@ -20,9 +20,13 @@ paid out on PostgreSQL: wall time per step, peak memory and database work.
    fills in time order are clustered in time order, as they would lie. That database is the
    template of the measured ones.
 2. A child process on a fresh copy measures, in order and as the worker runs them:
-   ``reconcile_due`` until nothing is due (all 60 one-minute intervals, or the hour's intervals
-   of ``--interval-s``; ``now`` = the end of the hour + the grace), ``update_trust`` until nothing is new, ``accrue_pending`` until nothing is
-   pending, and one ``run_cycle``. For each step: wall time, SQL statements and their rows and
+   ``reconcile_due`` until nothing is due (the hour's 60 one-minute intervals, or its intervals
+   of ``--interval-s``; ``now`` = the end of the hour + the grace), ``update_trust`` until
+   nothing is new, ``accrue_pending`` until nothing is pending, and one ``run_cycle``. An hour
+   due at once is a backlog: with the default ``reconcile_catchup_window_s`` (3600) it is
+   reconciled as one window per node; ``--catchup-window-s 0`` measures it interval by
+   interval, which is the work a worker keeping up does over the hour, a minute at a time.
+   For each step: wall time, SQL statements and their rows and
    server time (pg_stat_statements), rows read and written (pg_stat_user_tables). Peak memory is
    the child's peak RSS (``resource.getrusage``), besides its RSS before the steps.
 3. A second child on another copy runs the same steps under ``tracemalloc`` (which slows Python
@@ -536,7 +540,9 @@ def rss_kib() -> int:
     return 0
 
 
-async def measure(url: str, data_dir: str, h0: int, mode: str, interval_s: int) -> dict[str, Any]:
+async def measure(
+    url: str, data_dir: str, h0: int, mode: str, interval_s: int, catchup_s: int
+) -> dict[str, Any]:
     """Run the four steps against ``url``; ``mode`` is ``time``, ``tracemalloc`` or
     ``profile``."""
     import asyncpg
@@ -552,6 +558,7 @@ async def measure(url: str, data_dir: str, h0: int, mode: str, interval_s: int) 
         database_url=url,
         data_dir=Path(data_dir),
         reconcile_interval_s=interval_s,
+        reconcile_catchup_window_s=catchup_s,
         reconcile_grace_s=RECONCILE_GRACE_S,
         usage_report_interval_s=REPORT_EVERY_S,
     )
@@ -564,14 +571,20 @@ async def measure(url: str, data_dir: str, h0: int, mode: str, interval_s: int) 
     later_now = reconcile_now
 
     async def reconciliation() -> dict[str, Any]:
-        total: dict[str, Any] = {"runs": 0, "intervals": 0, "reconciliations": 0, "paid_bytes": 0}
+        total: dict[str, Any] = {
+            "runs": 0,
+            "intervals": 0,
+            "windows": 0,
+            "reconciliations": 0,
+            "paid_bytes": 0,
+        }
         while True:
             result = await reconcile_due(ctx, now=reconcile_now)
             total["runs"] += 1
             if not result["intervals"]:
                 return total
-            for key in ("intervals", "reconciliations", "paid_bytes"):
-                total[key] += result[key]
+            for key in ("intervals", "windows", "reconciliations", "paid_bytes"):
+                total[key] += result.get(key, result["intervals"] if key == "windows" else 0)
 
     async def trust_update() -> dict[str, Any]:
         nonlocal later_now
@@ -676,8 +689,8 @@ async def sanity(conn: Any) -> dict[str, int]:
 
 
 def child_main(argv: list[str]) -> int:
-    url, data_dir, h0, mode, interval_s = argv
-    result = asyncio.run(measure(url, data_dir, int(h0), mode, int(interval_s)))
+    url, data_dir, h0, mode, interval_s, catchup_s = argv
+    result = asyncio.run(measure(url, data_dir, int(h0), mode, int(interval_s), int(catchup_s)))
     print(json.dumps(result))
     return 0
 
@@ -706,10 +719,22 @@ def psql(server: PostgresServer, database: str, sql: str) -> str:
     return result.stdout.strip()
 
 
-def run_child(url: str, data_dir: Path, h0: int, mode: str, interval_s: int) -> dict[str, Any]:
+def run_child(
+    url: str, data_dir: Path, h0: int, mode: str, args: argparse.Namespace
+) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [sys.executable, __file__, "--child", url, str(data_dir), str(h0), mode, str(interval_s)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            url,
+            str(data_dir),
+            str(h0),
+            mode,
+            str(args.interval_s),
+            str(args.catchup_window_s),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -767,7 +792,7 @@ def check(counts: dict[str, int], timed: dict[str, Any], nodes: int, interval_s:
         problems.append(f"only {rec['intervals']} intervals were reconciled ({intervals} expected)")
     if checks["unaccrued"]:
         problems.append(f"{checks['unaccrued']} reconciliations were not accrued")
-    if checks["reconciliations"] < nodes * intervals * 0.9:
+    if checks["reconciliations"] < nodes * rec["windows"] * 0.9:
         problems.append(f"{checks['reconciliations']} reconciliations for {nodes} nodes")
     if checks["paid_bytes"] <= 0 or checks["paid_bytes"] > checks["claimed_bytes"]:
         problems.append(f"paid {checks['paid_bytes']} of {checks['claimed_bytes']} claimed bytes")
@@ -790,6 +815,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60,
         choices=[60, 120, 300, 600],
         help="reconcile_interval_s (the setting's default: 60)",
+    )
+    parser.add_argument(
+        "--catchup-window-s",
+        type=int,
+        default=3600,
+        help="reconcile_catchup_window_s (the setting's default: 3600; 0: interval by interval)",
     )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the heap-peak run")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile run")
@@ -841,9 +872,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {table}: {count:,}")
             sys.stdout.flush()
 
-            timed = run_child(
-                copy_database(server, template), tmp / "time", h0, "time", args.interval_s
-            )
+            timed = run_child(copy_database(server, template), tmp / "time", h0, "time", args)
             traced = None
             if not args.no_tracemalloc:
                 traced = run_child(
@@ -856,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
             report(counts, timed, traced)
             if args.profile:
                 profiled = run_child(
-                    copy_database(server, template), tmp / "prof", h0, "profile", args.interval_s
+                    copy_database(server, template), tmp / "prof", h0, "profile", args
                 )
                 print("\ncProfile (a separate run; times inflated by the profiler):")
                 for name in STEPS:

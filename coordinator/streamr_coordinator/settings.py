@@ -199,6 +199,15 @@ class Settings(BaseSettings):
     reconcile_interval_s: int = Field(
         default=60, ge=10, le=3600, description="Length of a reconciliation interval (UTC-aligned)"
     )
+    reconcile_catchup_window_s: int = Field(
+        default=3600,
+        ge=0,
+        le=86_400,
+        description=(
+            "A backlog of intervals (a worker that was down) is reconciled in windows up to "
+            "this long, one verdict per node a window; 0 = interval by interval"
+        ),
+    )
     reconcile_grace_s: float = Field(
         default=30,
         ge=0,

@@ -40,7 +40,7 @@ from streamr_coordinator.migrations import runner as migrations
 from streamr_coordinator.nodes.models import Node as NodeRow
 from streamr_coordinator.streams.models import Stream
 from streamr_coordinator.usage.models import UsageReport
-from streamr_coordinator.verification.models import ReceiptTally
+from streamr_coordinator.verification.models import ReceiptTally, ReconciliationSession
 from streamr_coordinator.viewers.models import ViewerSession
 
 from .conftest import Api, assert_error, make_settings
@@ -666,6 +666,12 @@ def test_retention_prunes_old_rows_and_keeps_recent_ones(api: Api, client: TestC
             )
             for at in (old, utcnow())
         )
+        session.add_all(
+            ReconciliationSession(
+                node_id=node.id, session_id=sid, stream_id=stream_id, updated_at=at
+            )
+            for sid, at in ((expired.id, old), (fresh.id, utcnow()))
+        )
         await session.flush()
         return {"expired": expired.id, "fresh": fresh.id}
 
@@ -673,6 +679,7 @@ def test_retention_prunes_old_rows_and_keeps_recent_ones(api: Api, client: TestC
     details = run_job_now(client, run_retention)
     assert details["pruned_viewer_sessions"] >= 1 and details["pruned_usage_reports"] >= 1
     assert details["pruned_node_stats"] >= 1 and details["pruned_receipt_tallies"] >= 1
+    assert details["pruned_session_totals"] >= 1
 
     async def left(session: Any) -> tuple[Any, ...]:
         return (
@@ -681,12 +688,14 @@ def test_retention_prunes_old_rows_and_keeps_recent_ones(api: Api, client: TestC
             list(await session.scalars(select(UsageReport).where(UsageReport.node_id == node.id))),
             list(await session.scalars(select(NodeStats).where(NodeStats.node_id == node.id))),
             list(await session.scalars(select(ReceiptTally).filter_by(node_id=node.id))),
+            list(await session.scalars(select(ReconciliationSession).filter_by(node_id=node.id))),
         )
 
-    expired, fresh, reports, stats, tallies = db(client, left)
+    expired, fresh, reports, stats, tallies, totals = db(client, left)
     assert expired is None and fresh is not None
     assert [r.report_id[:3] for r in reports] == ["new"] and len(stats) == 1
     assert len(tallies) == 1 and tallies[0].interval_start > old
+    assert [t.session_id for t in totals] == [ids["fresh"]]
 
 
 def test_operators_see_leases_and_runs(api: Api, client: TestClient):

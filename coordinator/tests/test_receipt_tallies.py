@@ -118,11 +118,15 @@ def test_a_tally_that_tells_agrees_with_the_rows(seed):
         assert told == want  # the shortcut is taken whenever it safely can be
 
 
+@pytest.mark.parametrize("intervals", [1, 2])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_upsert_keeps_the_pure_tally_and_the_service_reads_the_rows_summaries(bare_db, seed):
+def test_the_upsert_keeps_the_pure_tally_and_the_service_reads_the_rows_summaries(
+    bare_db, seed, intervals
+):
+    """Over one interval, and over a window of two (a backlog), whose tallies add up."""
     rng = random.Random(100 + seed)
-    start = datetime(2026, 4, 1, tzinfo=UTC) + timedelta(hours=seed)
-    end = start + timedelta(seconds=60)
+    start = datetime(2026, 4, intervals, tzinfo=UTC) + timedelta(hours=seed)
+    end = start + timedelta(seconds=60 * intervals)
     sc = scenario(rng, start)
     stream_of = dict(sc["nodes"])
 
@@ -152,13 +156,13 @@ def test_the_upsert_keeps_the_pure_tally_and_the_service_reads_the_rows_summarie
                 )
             }
             mixed: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
-            ways = await _load_receipts(session, mixed, start, end, PARAMS)
+            ways = await _load_receipts(session, mixed, start, end, PARAMS, 60)
             # Without one tally, the interval is no longer covered: every summary from rows.
             await session.execute(
                 delete(ReceiptTally).where(ReceiptTally.node_id == sc["nodes"][0][0])
             )
             rows_only: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
-            fallback = await _load_receipts(session, rows_only, start, end, PARAMS)
+            fallback = await _load_receipts(session, rows_only, start, end, PARAMS, 60)
             await session.rollback()
         return pure, stored, {"mixed": mixed, "rows": rows_only}, {"mixed": ways, "rows": fallback}
 

@@ -21,7 +21,7 @@ from ..context import AppContext
 from ..database import utcnow
 from ..streams.timers import age_streams
 from ..usage.models import UsageReport
-from ..verification.models import ReceiptTally
+from ..verification.models import ReceiptTally, ReconciliationSession
 from ..viewers.models import Receipt, ReceiptBatch
 from ..viewers.service import prune_sessions
 from .models import JobRun, NodeStats
@@ -111,6 +111,13 @@ async def run_retention(ctx: AppContext, run: Run) -> dict[str, object]:
                 delete(ReceiptTally).where(ReceiptTally.interval_start < usage_cutoff)
             )
         ).rowcount or 0
+        # A session's running totals change while it is active: untouched for the retention,
+        # no report or receipt about it can still come (they would be pruned on arrival).
+        totals = (
+            await session.execute(
+                delete(ReconciliationSession).where(ReconciliationSession.updated_at < usage_cutoff)
+            )
+        ).rowcount or 0
         await session.commit()
     stats = await delete_older(
         ctx,
@@ -128,6 +135,7 @@ async def run_retention(ctx: AppContext, run: Run) -> dict[str, object]:
         "pruned_receipts": receipts,
         "pruned_receipt_batches": batches,
         "pruned_receipt_tallies": tallies,
+        "pruned_session_totals": totals,
         "pruned_usage_reports": reports,
         "pruned_node_stats": stats,
         "pruned_job_runs": runs,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    cast,
     exists,
     extract,
     func,
@@ -57,6 +59,7 @@ from .models import (
     ReconciliationSession,
     Watermark,
 )
+from .receipt_tallies import COUNTS as TALLY_COUNTS
 from .receipt_tallies import summary_of
 from .reconciliation import (
     DEFAULT,
@@ -266,6 +269,8 @@ def claim_summary_query(start: datetime, end: datetime) -> Select[Any]:
             UsageReport.stream_id,
             UsageLine.session_id,
             func.sum(UsageLine.bytes).label("claimed"),
+            func.min(UsageReport.received_at).label("first_claim_at"),
+            func.max(UsageReport.received_at).label("last_claim_at"),
         )
         .join(UsageLine, UsageLine.report_pk == UsageReport.id)
         .where(UsageReport.received_at >= start, UsageReport.received_at < end)
@@ -288,6 +293,15 @@ class _Pair:
     receipts: dict[str, SessionReceipts] = field(default_factory=dict)
     sessions: dict[str, SessionFact] = field(default_factory=dict)
     before: dict[str, SessionTotals] = field(default_factory=dict)
+    claim_spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+
+    def active_span(self, sid: str) -> tuple[datetime, datetime] | None:
+        """The first and last claim or receipt of the session in the window."""
+        times = [t for t in self.claim_spans.get(sid, ()) if t is not None]
+        summary = self.receipts.get(sid)
+        if summary is not None:
+            times += [t for t in (summary.first_at, summary.last_at) if t is not None]
+        return (min(times), max(times)) if times else None
 
 
 def _take_facts(pair: _Pair, stream_id: str, row: Any) -> None:
@@ -311,15 +325,45 @@ def _take_facts(pair: _Pair, stream_id: str, row: Any) -> None:
         )
 
 
-def tally_summary_query(bucket_s: int, start: datetime) -> Select[Any]:
-    """The interval's receipt tallies (``receipt_tallies``), with the session's facts and
-    running totals."""
-    tallies = (
-        select(_TALLY)
-        .where(_TALLY.c.bucket_s == bucket_s, _TALLY.c.interval_start == start)
+def tally_summary_query(bucket_s: int, start: datetime, end: datetime) -> Select[Any]:
+    """The receipt tallies (``receipt_tallies``) of [start, end), one row per (node, stream,
+    session), with the session's facts and running totals. A window of several intervals
+    adds their tallies up in time order, as ``receipt_tallies.merge`` would: a later interval
+    whose lowest plausible sequence is not above every earlier one counts as reordered."""
+    t = _TALLY.c
+    earlier_max = func.max(t.max_sequence).over(
+        partition_by=(t.node_id, t.session_id), order_by=t.interval_start, rows=(None, -1)
+    )
+    ranked = (
+        select(_TALLY, earlier_max.label("earlier_max"))
+        .where(t.bucket_s == bucket_s, t.interval_start >= start, t.interval_start < end)
+        .subquery("ranked")
+    )
+    r = ranked.c
+    late = case((and_(r.plausible > 0, r.earlier_max >= r.min_sequence), 1), else_=0)
+
+    def total(column: Any) -> Any:
+        return cast(func.sum(column), BigInteger)
+
+    grouped = (
+        select(
+            r.node_id,
+            r.stream_id,
+            r.session_id,
+            total(r.counted_bytes).label("counted_bytes"),
+            func.coalesce(func.min(case((r.plausible > 0, r.min_sequence))), -1).label(
+                "min_sequence"
+            ),
+            func.max(r.max_sequence).label("max_sequence"),
+            (total(r.reordered) + total(late)).label("reordered"),
+            *(total(r[name]).label(name) for name in TALLY_COUNTS if name != "reordered"),
+            func.min(r.first_at).label("first_at"),
+            func.max(r.last_at).label("last_at"),
+        )
+        .group_by(r.node_id, r.stream_id, r.session_id)
         .subquery("tallies")
     )
-    return _facts(tallies)
+    return _facts(grouped)
 
 
 async def _load_receipts(
@@ -328,11 +372,12 @@ async def _load_receipts(
     start: datetime,
     end: datetime,
     params: ReconcileParams,
+    bucket_s: int,
 ) -> dict[str, int]:
-    """Each (node, session)'s ``SessionReceipts`` of the interval into ``pairs``: from the
-    tallies where they can tell, from the receipt rows where they cannot (or when they do not
-    cover every receipt of the interval). Returns how many sessions came which way."""
-    bucket_s = int((end - start).total_seconds())
+    """Each (node, session)'s ``SessionReceipts`` of the window [start, end) (one or more
+    intervals of ``bucket_s``) into ``pairs``: from the tallies where they can tell, from the
+    receipt rows where they cannot (or when they do not cover every receipt of the window).
+    Returns how many sessions came which way."""
     receipts = await session.scalar(
         select(func.count())
         .select_from(_R)
@@ -343,7 +388,11 @@ async def _load_receipts(
             func.coalesce(
                 func.sum(_TALLY.c.ok_receipts + _TALLY.c.mismatches + _TALLY.c.failures), 0
             )
-        ).where(_TALLY.c.bucket_s == bucket_s, _TALLY.c.interval_start == start)
+        ).where(
+            _TALLY.c.bucket_s == bucket_s,
+            _TALLY.c.interval_start >= start,
+            _TALLY.c.interval_start < end,
+        )
     )
     if int(tallied) != receipts:
         # Some receipt is not tallied (written by a replica of an older version, or another
@@ -352,7 +401,7 @@ async def _load_receipts(
         return {"tallied": 0, "from_rows": from_rows}
     told = [
         (row, summary_of(row, -1 if row.t_max_sequence is None else row.t_max_sequence))
-        for row in await session.execute(tally_summary_query(bucket_s, start))
+        for row in await session.execute(tally_summary_query(bucket_s, start, end))
     ]
     # A session a tally cannot tell comes from the rows, with all its nodes.
     exact = {row.session_id for row, summary in told if summary is None}
@@ -393,13 +442,14 @@ async def _summaries_from_rows(
 
 
 async def _load(
-    session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams
+    session: AsyncSession, start: datetime, end: datetime, params: ReconcileParams, bucket_s: int
 ) -> tuple[dict[tuple[str, str], _Pair], dict[str, dict[int, SegmentFact]]]:
     pairs: dict[tuple[str, str], _Pair] = defaultdict(_Pair)
-    await _load_receipts(session, pairs, start, end, params)
+    await _load_receipts(session, pairs, start, end, params, bucket_s)
     for row in await session.execute(claim_summary_query(start, end)):
         pair = pairs[(row.node_id, row.stream_id)]
         pair.claims[row.session_id] = int(row.claimed)
+        pair.claim_spans[row.session_id] = (row.first_claim_at, row.last_claim_at)
         _take_facts(pair, row.stream_id, row)
 
     # The streams' segments of the window, for the plausibility cap and the target duration.
@@ -424,21 +474,62 @@ async def _load(
     return pairs, segments
 
 
+class _SegmentBytes:
+    """Bytes of a stream's segments attested in a time range (prefix sums)."""
+
+    def __init__(self, segments: dict[int, SegmentFact]) -> None:
+        ordered = sorted(segments.values(), key=lambda s: s.attested_at)
+        self.times = [s.attested_at for s in ordered]
+        self.prefix = [0]
+        for seg in ordered:
+            self.prefix.append(self.prefix[-1] + seg.size)
+
+    def between(self, earliest: datetime, before: datetime) -> int:
+        return (
+            self.prefix[bisect_left(self.times, before)]
+            - self.prefix[bisect_left(self.times, earliest)]
+        )
+
+
+def _session_window_bytes(
+    pair: _Pair,
+    segment_bytes: _SegmentBytes,
+    length_s: int,
+    params: ReconcileParams,
+) -> dict[str, int]:
+    """``IntervalInput.session_window_bytes`` for a window of several intervals."""
+    out = {}
+    lookback = timedelta(seconds=params.plausible_lookback_s)
+    for sid in pair.claims.keys() | pair.receipts.keys():
+        span = pair.active_span(sid)
+        if span is not None:
+            first = _at(interval_start(span[0], length_s))
+            last_end = _at(interval_start(span[1], length_s) + length_s)
+            out[sid] = segment_bytes.between(first - lookback, last_end)
+    return out
+
+
 async def reconcile_interval(
     ctx: AppContext,
     start_s: int,
     *,
+    intervals: int = 1,
     params: ReconcileParams = DEFAULT,
     guard: Guard | None = None,
 ) -> dict[str, int]:
-    """Reconcile every node with activity in the interval starting at ``start_s`` and move the
-    watermark past it, in one transaction. Pairs already reconciled are left as they are.
-    WatermarkMoved when another worker finished the interval first."""
+    """Reconcile every node with activity in the window of ``intervals`` intervals starting at
+    ``start_s`` and move the watermark past it, in one transaction. Pairs already reconciled
+    are left as they are. WatermarkMoved when another worker finished the window first.
+
+    A window of several intervals (a backlog: a worker that was down, or is catching up) gives
+    each node one verdict for the whole window: payment is the same as interval by interval
+    (running totals: boundaries never matter), the plausibility cap follows each session's own
+    activity (``session_window_bytes``), and trust weighs the verdict by its length."""
     length = ctx.settings.reconcile_interval_s
-    start, end = _at(start_s), _at(start_s + length)
+    start, end = _at(start_s), _at(start_s + length * intervals)
     for _attempt in range(3):
         async with ctx.sessions() as session:
-            pairs, segments = await _load(session, start, end, params)
+            pairs, segments = await _load(session, start, end, params, length)
             done = set(
                 await session.execute(
                     select(_REC.c.node_id, _REC.c.stream_id).where(_REC.c.interval_start == start)
@@ -449,9 +540,13 @@ async def reconcile_interval(
                 stream: segment_window(facts, start, end, params)
                 for stream, facts in segments.items()
             }
+            bytes_in = {stream: _SegmentBytes(facts) for stream, facts in segments.items()}
             for (node_id, stream_id), pair in sorted(pairs.items()):
                 if (node_id, stream_id) in done:
                     continue
+                per_session = None
+                if intervals > 1:
+                    per_session = _session_window_bytes(pair, bytes_in[stream_id], length, params)
                 inp = IntervalInput(
                     node_id=node_id,
                     stream_id=stream_id,
@@ -464,11 +559,12 @@ async def reconcile_interval(
                     before=pair.before,
                     report_interval_s=ctx.settings.usage_report_interval_s,
                     window=windows.get(stream_id),
+                    session_window_bytes=per_session,
                 )
                 written.append((inp, reconcile(inp, params)))
             try:
                 await _write(session, written)
-                await advance(session, WATERMARK, start_s, start_s + length)
+                await advance(session, WATERMARK, start_s, start_s + length * intervals)
                 if guard is not None:
                     await guard(session)
                 await session.commit()
@@ -645,24 +741,33 @@ async def reconcile_due(
     guard: Guard | None = None,
     max_intervals: int = MAX_INTERVALS_PER_RUN,
 ) -> dict[str, Any]:
-    """Reconcile every finished interval since the watermark (at most ``max_intervals``)."""
+    """Reconcile every finished interval since the watermark (at most ``max_intervals``). When
+    several are due at once (a backlog), they are reconciled in windows of up to
+    ``reconcile_catchup_window_s`` (``reconcile_interval``)."""
     now = now or utcnow()
     length = ctx.settings.reconcile_interval_s
+    per_window = max(1, ctx.settings.reconcile_catchup_window_s // length)
     ready_before = now.timestamp() - ctx.settings.reconcile_grace_s
-    intervals = nodes = paid = 0
+    intervals = windows = nodes = paid = 0
     start = await watermark(ctx, now)
     while start + length <= ready_before and intervals < max_intervals:
+        due = int((ready_before - start) // length)
+        size = min(due, per_window, max_intervals - intervals)
         try:
-            result = await reconcile_interval(ctx, start, params=params, guard=guard)
+            result = await reconcile_interval(
+                ctx, start, intervals=size, params=params, guard=guard
+            )
         except WatermarkMoved:
             start = await watermark(ctx, now)  # another worker is ahead: carry on from there
             continue
-        intervals += 1
+        intervals += size
+        windows += 1
         nodes += result["nodes"]
         paid += result["paid_bytes"]
-        start += length
+        start += length * size
     return {
         "intervals": intervals,
+        "windows": windows,
         "reconciliations": nodes,
         "paid_bytes": paid,
         "next_interval": _at(start).isoformat(),

@@ -175,6 +175,11 @@ class IntervalInput:
     # ``segment_window(segments, start, end)``, when the caller has it (the same for every node
     # of a stream in an interval); computed here otherwise.
     window: SegmentWindow | None = None
+    # A window of several intervals (a backlog reconciled at once): per session, the bytes of
+    # the segments attested while it was active (from the lookback before the interval of its
+    # first claim or receipt to the end of the interval of its last). A session missing here
+    # counts ``window.window_bytes``, which is exactly that for a window of one interval.
+    session_window_bytes: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -398,7 +403,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
     after: dict[str, SessionTotals] = dict(inp.before)
     increases: dict[str, int] = {}
     shortfall: dict[str, int] = {}  # growth of the unreceipted balance, per compared session
-    claimed_now = claimed_total = receipted_total = 0
+    claimed_now = claimed_total = receipted_total = plausible = 0
     active = 0
     viewer = [0, 0, 0]  # ok, failed, sessions with a mismatch
 
@@ -437,6 +442,10 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             continue
 
         active += 1
+        if inp.session_window_bytes is not None:
+            plausible += inp.session_window_bytes.get(sid, window.window_bytes)
+        else:
+            plausible += window.window_bytes
         receipted_total += work.counted
         receipted_cum = before.receipted + work.counted
         if work.claimed:
@@ -451,7 +460,6 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             ok_segments=before.ok_segments + work.ok_new,
         )
 
-    plausible = window.window_bytes * active
     room = plausible
     paid_total = 0
     for sid, increase in increases.items():  # sorted by session id: a stable cap
