@@ -55,6 +55,24 @@ def test_an_overdraft_is_refused_but_outside_money_may_go_negative():
         ledger.apply(after, ledger.payout("p", "n1", 1))
 
 
+def test_a_run_of_drafts_applies_as_each_in_turn():
+    """``apply_all`` (one run's drafts at once) is ``apply`` of each to what the ones before it
+    left, and refuses the draft that would overdraw, whatever came before it."""
+    drafts = [
+        ledger.funding("f", "s1", 100),
+        ledger.accrual("a1", "s1", "n1", 45, 5),
+        ledger.accrual("a2", "s1", "n2", 45, 5),
+        ledger.payout("p", "n1", 45),
+    ]
+    one_by_one: dict[str, int] = {}
+    for draft in drafts:
+        one_by_one = ledger.apply(one_by_one, draft)
+    before: dict[str, int] = {}
+    assert ledger.apply_all(before, drafts) == one_by_one and before == {}
+    with pytest.raises(LedgerError, match="a3: stream_budget:s1 would fall to -1"):
+        ledger.apply_all({}, [*drafts, ledger.accrual("a3", "s1", "n3", 1, 0)])
+
+
 def test_keys_name_their_accounts():
     assert account_key(AccountKind.PLATFORM_FEES) == "platform_fees"
     assert account_key(AccountKind.NODE_EARNINGS, "abc") == "node_earnings:abc"

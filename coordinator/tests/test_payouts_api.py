@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from streamr_coordinator.main import create_app
 from streamr_coordinator.payouts import books, ledger
@@ -435,6 +436,92 @@ def test_concurrent_posts_of_one_key_post_once(setup: Setup):
     assert balance(s, BUDGET(s.stream_id)) == 1_000_000 - 1_000
     assert balance(s, EARN(s.node.id)) == 900
     assert ledger_sum(s) == 0
+
+
+def test_bulk_inserts_keep_order_constraints_and_the_transaction(setup: Setup):
+    """``books.insert_many`` (COPY on PostgreSQL, executemany on SQLite) writes rows in their
+    order inside the caller's transaction; a violated constraint is the usual IntegrityError
+    and rolls back with everything else; a naive datetime is refused before anything is sent."""
+    s = setup
+    key = f"test:bulk:{s.node.id}"
+    at = _start + timedelta(days=400)
+
+    def line(reconciliation_id: int, seq: int, tx: int, when: datetime) -> dict[str, Any]:
+        return {
+            "reconciliation_id": reconciliation_id,
+            "node_id": s.node.id,
+            "stream_id": s.stream_id,
+            "seq": seq,
+            "interval_start": when,
+            "interval_end": when + timedelta(minutes=1),
+            "paid_bytes": 1_000,
+            "cum_bytes_before": 0,
+            "economics_version": None,
+            "rate_micro_usd_per_gb": 1,
+            "platform_fee_bps": 0,
+            "pay_bps": 10_000,
+            "earned_micro_usd": 0,
+            "owed_micro_usd": 0,
+            "gross_micro_usd": 0,
+            "friend_micro_usd": 0,
+            "fee_micro_usd": 0,
+            "unfunded_micro_usd": 0,
+            "unfunded_bytes": 0,
+            "transaction_id": tx,
+            "accrued_at": at,
+        }
+
+    async def attempt(lines: list[tuple[int, int]], naive: bool = False) -> None:
+        async with ctx(s).sessions() as session:
+            claimed = await books.claim_keys(
+                session,
+                [
+                    {
+                        "key": key,
+                        "kind": TransactionKind.ACCRUAL.value,
+                        "created_at": at,
+                        "reconciliation_id": None,
+                        "payout_id": None,
+                        "stream_id": s.stream_id,
+                        "node_id": s.node.id,
+                        "actor": "test",
+                        "memo": "",
+                    }
+                ],
+            )
+            when = at.replace(tzinfo=None) if naive else at
+            rows = [line(r, q, claimed[key], when) for r, q in lines]
+            try:
+                await books.insert_many(session, Accrual.__table__, rows)
+            except Exception:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    def transactions() -> int:
+        async def go() -> int:
+            async with ctx(s).sessions() as session:
+                query = select(func.count()).where(LedgerTransaction.key == key)
+                return await session.scalar(query) or 0
+
+        return s.run(go)
+
+    with pytest.raises(IntegrityError):  # one reconciliation accrued twice
+        s.run(lambda: attempt([(900_001, 1), (900_001, 2)]))
+    with pytest.raises((ValueError, StatementError), match="naive datetime"):
+        s.run(lambda: attempt([(900_001, 1)], naive=True))
+    assert transactions() == 0 and accruals_of(s, s.node.id) == []
+
+    s.run(lambda: attempt([(900_003, 1), (900_002, 2), (900_001, 3)]))
+    written = accruals_of(s, s.node.id)
+    assert [(a.reconciliation_id, a.seq) for a in written] == [
+        (900_003, 1),
+        (900_002, 2),
+        (900_001, 3),
+    ]
+    assert [a.id for a in written] == sorted(a.id for a in written)  # ids in the rows' order
+    assert all(a.interval_start == at and a.accrued_at == at for a in written)
+    assert transactions() == 1
 
 
 # --- payout cycles ---------------------------------------------------------------------------

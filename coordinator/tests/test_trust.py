@@ -3,6 +3,7 @@ penalty, and the observations made from probes, reconciled intervals and viewers
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,6 +170,61 @@ def test_more_success_never_lowers_the_score(observations, extra):
     assert trust.score(worse) < trust.score(state) < trust.score(more)
 
 
+def fold_step_by_step(
+    state: trust.TrustState, observations: list[Observation], params: TrustParams
+) -> trust.TrustState:
+    """``observe`` as its docstring says it: decay to each observation, add it, review."""
+    for obs in sorted(observations, key=lambda o: o.at):
+        state = trust.decay(state, obs.at, params)
+        state = replace(
+            state,
+            alpha=state.alpha + max(obs.success, 0.0),
+            beta=state.beta + max(obs.failure, 0.0),
+            probes_passed=state.probes_passed + (obs.passed if obs.source == "probe" else 0),
+        )
+        state = trust.review(state, state.updated_at, params)
+    return state
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            Observation,
+            at=st.integers(-3_600, 3 * 86_400).map(later),
+            source=st.sampled_from(["probe", "reconciliation", "viewers"]),
+            success=st.floats(-1, 5),
+            failure=st.floats(-1, 10),
+            passed=st.integers(0, 4),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 86_400),
+    st.sampled_from([None, 0, 600]),
+    st.sampled_from([None, 0]),
+    st.sampled_from([0.0, 600.0, 3_600.0]),
+)
+def test_observe_folds_exactly_as_decay_then_review(
+    observations, updated_s, warned_s, penalised_s, grace_s
+):
+    """The fast fold in ``observe`` gives the very same floats and moments as the
+    step-by-step definition, from any state (warned, penalised, updated after some of the
+    evidence) and with any grace."""
+    params = replace(P, warning_grace_s=grace_s)
+    start = replace(
+        trust.initial(T0, params),
+        updated_at=later(updated_s),
+        alpha=11.5,
+        beta=2.25,
+        probes_passed=3,
+        warned_at=None if warned_s is None else later(warned_s),
+        penalised_at=None if penalised_s is None else later(penalised_s),
+    )
+    assert trust.observe(start, observations, params) == fold_step_by_step(
+        start, observations, params
+    )
+
+
 def test_a_probe_session_is_one_observation_judged_whole():
     assert trust.probe_session_observation([], T0, P) is None
     ok = trust.probe_session_observation(["ok"] * 4, T0, P)
@@ -215,3 +271,22 @@ def replace_at(o: Observation, at: datetime) -> Observation:
     from dataclasses import replace
 
     return replace(o, at=at)
+
+
+def test_a_window_of_intervals_weighs_what_its_intervals_would():
+    """A backlog reconciled as one window (reconcile_service) is one verdict for many intervals:
+    it must move trust as far as the intervals' verdicts would have, no less."""
+    at = T0 + timedelta(hours=1)
+    one = trust.interval_observation(at, "agree", 1.0)
+    sixty = trust.interval_observation(at, "agree", 1.0, intervals=60)
+    assert one is not None and sixty is not None
+    assert sixty.success == 60 * one.success and sixty.failure == 0
+    bad_one = trust.interval_observation(at, "disagree", 0.5)
+    bad_sixty = trust.interval_observation(at, "disagree", 0.5, intervals=60)
+    assert bad_one is not None and bad_sixty is not None
+    assert bad_sixty.failure == pytest.approx(60 * bad_one.failure)
+    # Viewers' receipts saturate at one interval's weight per interval the window covers.
+    busy = trust.viewer_observation(at, 10_000, 100, 0, intervals=60)
+    calm = trust.viewer_observation(at, 10_000, 100, 0)
+    assert busy is not None and calm is not None
+    assert busy.success + busy.failure == pytest.approx(60 * (calm.success + calm.failure))

@@ -5,13 +5,15 @@ scaled by the node's pay factor from trust (vetting pays less; a penalised node 
 capped by the stream's budget; what the budget cannot cover is recorded as unfunded, not owed.
 
 A run accrues every pending interval in one database transaction and a handful of bulk
-statements. Each interval gets its own ``accruals`` row (the statement line: bytes, rate, pay
-factor, gross, fee, net, unfunded); the money moves in one ledger transaction per (node,
-stream) and run, keyed ``accrue:<node>:<stream>:<first>-<last reconciliation id>``, which the
-accruals rows it pays point at. The accruals rows are unique per reconciliation and per (node,
-stream, seq), and are inserted in the same database transaction as the ledger's: two workers
-on the same intervals write them once (the second fails on the first's rows, rolls everything
-back and finds nothing pending on its next run).
+statements (on PostgreSQL the accruals rows and ledger entries go in by COPY: a run is tens of
+thousands of rows, and an executemany would be a statement per row). Each interval gets its own
+``accruals`` row (the statement line: bytes, rate, pay factor, gross, fee, net, unfunded); the
+money moves in one ledger transaction per (node, stream) and run, keyed
+``accrue:<node>:<stream>:<first>-<last reconciliation id>``, which the accruals rows it pays
+point at. The accruals rows are unique per reconciliation and per (node, stream, seq), and are
+inserted in the same database transaction as the ledger's: two workers on the same intervals
+write them once (the second fails on the first's rows, rolls everything back and finds nothing
+pending on its next run).
 """
 
 from __future__ import annotations
@@ -87,17 +89,19 @@ class AccrualRun:
 async def pending(session: AsyncSession, limit: int) -> list[Row[Any]]:
     """Reconciliations without an accrual, oldest interval first (the unique index on
     ``accruals.reconciliation_id`` answers the NOT EXISTS)."""
+    # The tables' Core columns, not the mapped attributes: tuples back, no ORM loading per row.
+    recs, accruals = Reconciliation.__table__.c, Accrual.__table__.c
     rows = await session.execute(
         select(
-            Reconciliation.id,
-            Reconciliation.node_id,
-            Reconciliation.stream_id,
-            Reconciliation.interval_start,
-            Reconciliation.interval_end,
-            Reconciliation.paid_bytes,
+            recs.id,
+            recs.node_id,
+            recs.stream_id,
+            recs.interval_start,
+            recs.interval_end,
+            recs.paid_bytes,
         )
-        .where(~exists().where(Accrual.reconciliation_id == Reconciliation.id))
-        .order_by(Reconciliation.interval_start, Reconciliation.id)
+        .where(~exists().where(accruals.reconciliation_id == recs.id))
+        .order_by(recs.interval_start, recs.id)
         .limit(limit)
     )
     return list(rows.all())
@@ -162,7 +166,8 @@ async def accrue(
     pay_factors: PayFactors,
     run: AccrualRun,
 ) -> None:
-    """Accrue these pending intervals in one database transaction, and commit it."""
+    """Accrue these pending intervals (``pending``'s rows) in one database transaction, and
+    commit it."""
     economics, version = await terms.current_economics(session, settings)
     node_ids = sorted({r.node_id for r in recs})
     stream_ids = sorted({r.stream_id for r in recs})
@@ -180,33 +185,38 @@ async def accrue(
     )
 
     # Price at full budget first: what is owed does not depend on the budget.
-    ordered = sorted(recs, key=lambda r: (r.interval_start, r.id))
+    rate, fee_bps = economics.rate_micro_usd_per_gb, economics.platform_fee_bps
     batches: dict[tuple[str, str], _Batch] = {}
-    for rec in ordered:
-        pair = (rec.node_id, rec.stream_id)
+    priced: list[dict[str, Any]] = []  # the accruals rows, in time order
+    # ``pending``'s columns, unpacked: reading a row's fields by name costs more than pricing.
+    for rec_id, node_id, stream_id, start, end, paid_bytes in sorted(
+        recs, key=lambda r: (r.interval_start, r.id)
+    ):
+        pair = (node_id, stream_id)
         seq, cum = totals.get(pair, (0, 0))
-        paid = max(int(rec.paid_bytes), 0)
-        pay_bps = factors.get(rec.node_id, FULL_BPS) if paid else FULL_BPS
-        owed = apply_bps(
-            earned_micro_usd(cum, cum + paid, economics.rate_micro_usd_per_gb), pay_bps
-        )
-        batch = batches.setdefault(pair, _Batch(rec.node_id, rec.stream_id))
+        paid = max(int(paid_bytes), 0)
+        pay_bps = factors.get(node_id, FULL_BPS) if paid else FULL_BPS
+        owed = apply_bps(earned_micro_usd(cum, cum + paid, rate), pay_bps)
+        batch = batches.get(pair)
+        if batch is None:
+            batch = batches[pair] = _Batch(node_id, stream_id)
         row = {
-            "reconciliation_id": rec.id,
-            "node_id": rec.node_id,
-            "stream_id": rec.stream_id,
+            "reconciliation_id": rec_id,
+            "node_id": node_id,
+            "stream_id": stream_id,
             "seq": seq + 1,
-            "interval_start": rec.interval_start,
-            "interval_end": rec.interval_end,
+            "interval_start": start,
+            "interval_end": end,
             "paid_bytes": paid,
             "cum_bytes_before": cum,
             "economics_version": version,
-            "rate_micro_usd_per_gb": economics.rate_micro_usd_per_gb,
-            "platform_fee_bps": economics.platform_fee_bps,
+            "rate_micro_usd_per_gb": rate,
+            "platform_fee_bps": fee_bps,
             "pay_bps": pay_bps,
             "transaction_id": None,
             "accrued_at": now,
         }
+        priced.append(row)
         batch.rows.append(row)
         if owed > 0:
             batch.owing.append(row)
@@ -263,18 +273,17 @@ async def accrue(
         stream_id: balances.get(ledger.account_key(AccountKind.STREAM_BUDGET, stream_id), 0)
         for stream_id in stream_ids
     }
-    by_rec = {row["reconciliation_id"]: row for b in batches.values() for row in b.rows}
-    for rec in ordered:
-        row = by_rec[rec.id]
+    for row in priced:
+        stream_id = row["stream_id"]
         quote = quote_accrual(
             paid_bytes=row["paid_bytes"],
             cum_bytes_before=row["cum_bytes_before"],
-            rate_micro_usd_per_gb=economics.rate_micro_usd_per_gb,
+            rate_micro_usd_per_gb=rate,
             pay_bps=row["pay_bps"],
-            fee_bps=economics.platform_fee_bps,
-            budget_micro_usd=budgets[rec.stream_id],
+            fee_bps=fee_bps,
+            budget_micro_usd=budgets[stream_id],
         )
-        budgets[rec.stream_id] -= quote.gross_micro_usd
+        budgets[stream_id] -= quote.gross_micro_usd
         row.update(
             earned_micro_usd=quote.earned_micro_usd,
             owed_micro_usd=quote.owed_micro_usd,

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, insert, select, update
+import asyncpg
+from sqlalchemy import Insert, Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..database import utcnow
@@ -73,10 +76,55 @@ def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
 
 
 async def insert_many(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows (dicts of the table's columns) with one executemany on the Core table:
-    no ORM bookkeeping per row."""
-    if rows:
+    """Insert many rows (dicts of the table's columns, all with the same keys), in their order,
+    inside the session's transaction.
+
+    PostgreSQL: one ``COPY`` on the session's connection (an executemany is a statement per row
+    there, and the rows of an accrual run are tens of thousands); each value passes its
+    column's bind processing first (``UTCDateTime`` still refuses a naive datetime), and a
+    violated constraint is raised as the IntegrityError any other insert raises. SQLite: one
+    executemany on the Core table (it runs in-process; no ORM bookkeeping)."""
+    if not rows:
+        return
+    if not is_postgresql(session):
         await session.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    dialect = session.bind.dialect
+    if len(names) == 1:  # itemgetter of one name gives values, not tuples
+        records = [(row[names[0]],) for row in rows]
+    else:
+        records = list(map(itemgetter(*names), rows))
+    processors = [
+        (i, process)
+        for i, name in enumerate(names)
+        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    ]
+    if processors:
+        records = [_processed(record, processors) for record in records]
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    if not driver.is_in_transaction():
+        # The driver opens the transaction at the first statement; a COPY before it would
+        # commit on its own, and the books are written together with the caller's rows or not
+        # at all.
+        raise RuntimeError(
+            f"insert_many into {table.name} before any statement of the transaction: read or "
+            "lock what the rows depend on first (ensure_accounts, claim_keys, lock_balances)"
+        )
+    try:
+        await driver.copy_records_to_table(table.name, records=records, columns=names)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+
+
+def _processed(
+    record: tuple[Any, ...], processors: list[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
+    values = list(record)
+    for i, process in processors:
+        values[i] = process(values[i])
+    return tuple(values)
 
 
 def is_postgresql(session: AsyncSession) -> bool:
@@ -97,8 +145,11 @@ async def ensure_accounts(session: AsyncSession, specs: Iterable[AccountSpec]) -
     missing = sorted(set(wanted) - set(ids))
     if missing:
         now = utcnow()
-        await session.execute(
-            insert_ignoring_duplicates(session, LedgerAccount),
+        # RETURNING makes SQLAlchemy send the rows in a few multi-row INSERTs
+        # ("insertmanyvalues"), not one statement per row, and answers the new accounts' ids.
+        table = LedgerAccount.__table__
+        created = await session.execute(
+            insert_ignoring_duplicates(session, table).returning(table.c.key, table.c.id),
             [
                 {
                     "key": key,
@@ -113,15 +164,18 @@ async def ensure_accounts(session: AsyncSession, specs: Iterable[AccountSpec]) -
                 for key in missing
             ],
         )
-        ids.update(
-            (
-                await session.execute(
-                    select(LedgerAccount.key, LedgerAccount.id).where(
-                        LedgerAccount.key.in_(missing)
+        ids.update(created.all())
+        raced = [key for key in missing if key not in ids]  # created by a concurrent writer
+        if raced:
+            ids.update(
+                (
+                    await session.execute(
+                        select(LedgerAccount.key, LedgerAccount.id).where(
+                            LedgerAccount.key.in_(raced)
+                        )
                     )
-                )
-            ).all()
-        )
+                ).all()
+            )
     return ids
 
 
@@ -167,16 +221,28 @@ async def move_balances(session: AsyncSession, deltas: Mapping[int, int]) -> Non
     """``balance = balance + delta`` per account id (locked by the caller), one statement for
     all; the CHECK constraint still refuses an overdraft."""
     params = [{"account": a, "delta": d} for a, d in sorted(deltas.items()) if d]
-    if params:
-        # The Core table, not the ORM class: executemany with bound parameters, not the ORM's
-        # bulk update by primary key.
-        table = LedgerAccount.__table__
+    if not params:
+        return
+    table = LedgerAccount.__table__
+    if is_postgresql(session):
+        # One statement over two arrays (an executemany is a statement per account there).
         await session.execute(
-            update(table)
-            .where(table.c.id == bindparam("account"))
-            .values(balance=table.c.balance + bindparam("delta")),
-            params,
+            text(
+                f"UPDATE {table.name} SET balance = balance + d.delta "  # noqa: S608
+                "FROM unnest(CAST(:accounts AS INTEGER[]), CAST(:deltas AS BIGINT[])) "
+                "AS d(account, delta) WHERE id = d.account"
+            ),
+            {"accounts": [p["account"] for p in params], "deltas": [p["delta"] for p in params]},
         )
+        return
+    # The Core table, not the ORM class: executemany with bound parameters, not the ORM's
+    # bulk update by primary key.
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("account"))
+        .values(balance=table.c.balance + bindparam("delta")),
+        params,
+    )
 
 
 async def write_drafts(
@@ -189,12 +255,14 @@ async def write_drafts(
 
     Each draft is checked against the balances its predecessors left (sum zero, no overdraft)
     before anything is written."""
-    after = dict(balances)
-    for _tx_id, draft in drafts:
-        unknown = {p.account for p in draft.postings} - set(ids)
+
+    def declared(draft: Draft) -> Draft:
+        unknown = {p.account for p in draft.postings} - ids.keys()
         if unknown:
             raise ledger.LedgerError(f"{draft.key}: undeclared accounts {sorted(unknown)}")
-        after = ledger.apply(after, draft)
+        return draft
+
+    after = ledger.apply_all(balances, (declared(draft) for _tx_id, draft in drafts))
     entries = [
         {"transaction_id": tx_id, "account_id": ids[p.account], "amount": p.amount}
         for tx_id, draft in drafts

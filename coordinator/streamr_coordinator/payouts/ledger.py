@@ -15,7 +15,7 @@ nor lost. Accounts:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -130,12 +130,19 @@ def payout(key: str, node_id: str, amount: int) -> Draft:
 
 def apply(balances: Mapping[str, int], draft: Draft) -> dict[str, int]:
     """The balances after ``draft``; refuses one that would take an account below zero."""
-    draft.check()
+    return apply_all(balances, [draft])
+
+
+def apply_all(balances: Mapping[str, int], drafts: Iterable[Draft]) -> dict[str, int]:
+    """The balances after the drafts, in order: ``apply`` of each to what the ones before it
+    left (one copy of the balances for a whole run's drafts, not one per draft)."""
     after = dict(balances)
-    for posting in draft.postings:
-        after[posting.account] = after.get(posting.account, 0) + posting.amount
-        if after[posting.account] < 0 and kind_of(posting.account) not in MAY_GO_NEGATIVE:
-            raise LedgerError(
-                f"{draft.key}: {posting.account} would fall to {after[posting.account]}"
-            )
+    for draft in drafts:
+        draft.check()
+        for posting in draft.postings:
+            after[posting.account] = after.get(posting.account, 0) + posting.amount
+            if after[posting.account] < 0 and kind_of(posting.account) not in MAY_GO_NEGATIVE:
+                raise LedgerError(
+                    f"{draft.key}: {posting.account} would fall to {after[posting.account]}"
+                )
     return after

@@ -122,17 +122,48 @@ def review(state: TrustState, now: datetime, params: TrustParams = DEFAULT_PARAM
 def observe(
     state: TrustState, observations: Iterable[Observation], params: TrustParams = DEFAULT_PARAMS
 ) -> TrustState:
-    """Add evidence in time order (each decayed to its moment), reviewing after each."""
-    for obs in sorted(observations, key=lambda o: o.at):
-        state = decay(state, obs.at, params)
-        state = replace(
-            state,
-            alpha=state.alpha + max(obs.success, 0.0),
-            beta=state.beta + max(obs.failure, 0.0),
-            probes_passed=state.probes_passed + (obs.passed if obs.source == "probe" else 0),
-        )
-        state = review(state, state.updated_at, params)
-    return state
+    """Add evidence in time order (each decayed to its moment), reviewing after each.
+
+    The same arithmetic as ``decay`` then ``review`` per observation, on local variables: the
+    trust update folds over a hundred thousand observations an hour at 1,000 nodes, and a new
+    state object per step costs more than the arithmetic (``test_trust`` holds the two ways
+    equal to the bit)."""
+    ordered = sorted(observations, key=lambda o: o.at)
+    if not ordered:
+        return state
+    alpha, beta, updated_at = state.alpha, state.beta, state.updated_at
+    passed, warned_at, penalised_at = state.probes_passed, state.warned_at, state.penalised_at
+    prior_alpha, prior_beta, half_life_s = params.prior_alpha, params.prior_beta, params.half_life_s
+    warn_below, penalty_below = params.warn_below, params.penalty_below
+    grace = timedelta(seconds=params.warning_grace_s)
+    for obs in ordered:
+        elapsed = (obs.at - updated_at).total_seconds()
+        if elapsed > 0:  # decay: time never runs backwards
+            keep = 0.5 ** (elapsed / half_life_s)
+            alpha = prior_alpha + (alpha - prior_alpha) * keep
+            beta = prior_beta + (beta - prior_beta) * keep
+            updated_at = obs.at
+        alpha = alpha + max(obs.success, 0.0)
+        beta = beta + max(obs.failure, 0.0)
+        if obs.source == "probe":
+            passed = passed + obs.passed
+        # review, at ``updated_at`` (where decay has nothing left to do)
+        s = alpha / (alpha + beta)
+        if s >= warn_below:
+            warned_at = penalised_at = None
+        else:
+            warned_at = warned_at or updated_at
+            if penalised_at is None and s < penalty_below and updated_at - warned_at >= grace:
+                penalised_at = updated_at
+    return replace(
+        state,
+        alpha=alpha,
+        beta=beta,
+        updated_at=updated_at,
+        probes_passed=passed,
+        warned_at=warned_at,
+        penalised_at=penalised_at,
+    )
 
 
 def standing(
@@ -238,32 +269,53 @@ def verdict_observation(
 ) -> Observation | None:
     """agree: one success; disagree: a failure as large as the unreceipted share of the
     claims; idle: no evidence either way. Receipt outcomes are ``viewer_observation``'s."""
-    if verdict.outcome == "idle":
+    return interval_observation(at, verdict.outcome, verdict.ratio, params)
+
+
+def interval_observation(
+    at: datetime,
+    outcome: str,
+    ratio: float | None,
+    params: TrustParams = DEFAULT_PARAMS,
+    intervals: float = 1.0,
+) -> Observation | None:
+    """``verdict_observation`` from the two fields it reads: the trust update folds stored
+    verdicts (reconciliations rows), tens of thousands an hour, without rebuilding each.
+    ``intervals``: how many intervals the verdict covers (a backlog reconciled as one window
+    weighs what its intervals would have)."""
+    if outcome == "idle":
         return None
-    if verdict.outcome == "agree":
-        return Observation(at, "reconciliation", 1.0, 0.0, "claims matched receipts")
-    shortfall = 1.0 - min(max(verdict.ratio or 0.0, 0.0), 1.0)
+    if outcome == "agree":
+        return Observation(at, "reconciliation", intervals, 0.0, "claims matched receipts")
+    shortfall = 1.0 - min(max(ratio or 0.0, 0.0), 1.0)
     return Observation(
         at,
         "reconciliation",
         0.0,
-        params.disagree_weight * shortfall,
+        params.disagree_weight * shortfall * intervals,
         f"receipts covered {1 - shortfall:.0%} of claimed bytes",
     )
 
 
 def viewer_observation(
-    at: datetime, ok: int, failed: int, mismatched: int, params: TrustParams = DEFAULT_PARAMS
+    at: datetime,
+    ok: int,
+    failed: int,
+    mismatched: int,
+    params: TrustParams = DEFAULT_PARAMS,
+    intervals: float = 1.0,
 ) -> Observation | None:
     """One interval of viewers' receipts for the node: the shares of ok and failed fetches
     weigh ``viewer_weight`` together (a viewer's network fails too), scaled down when the
     interval saw fewer than ``viewer_full_fetches`` fetches (evidence in proportion to what it
-    covers, saturating so a busy node's history is not all viewers); each mismatch weighs
+    covers, saturating so a busy node's history is not all viewers; ``intervals`` as in
+    ``interval_observation``); each mismatch weighs
     ``mismatch_weight`` whatever the volume (an honest node cannot cause one)."""
     total = ok + failed + mismatched
     if total == 0:
         return None
-    weight = params.viewer_weight * min(1.0, total / max(params.viewer_full_fetches, 1))
+    # A window of several intervals saturates at as many intervals' weight.
+    weight = params.viewer_weight * min(intervals, total / max(params.viewer_full_fetches, 1))
     strong = params.mismatch_weight * min(mismatched, params.max_viewer_mismatches)
     return Observation(
         at,

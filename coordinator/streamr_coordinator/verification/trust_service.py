@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Table, bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +27,6 @@ from ..database import utcnow
 from ..nodes.models import Node
 from . import trust
 from .models import Probe, Reconciliation, TrustEvent, TrustState, Watermark
-from .reconciliation import IntervalVerdict
 from .service import state_of, trust_params
 from .watermarks import WatermarkMoved, advance
 
@@ -40,28 +41,29 @@ SETTLE_S = 30.0
 
 Guard = Callable[[AsyncSession], Awaitable[None]]
 
+# Core columns of the tables, not the mapped attributes: rows come back as plain tuples, with
+# no ORM loading per row (a backlog is thousands of rows per run).
+_PROBES, _RECONCILIATIONS = Probe.__table__.c, Reconciliation.__table__.c
 PROBE_COLUMNS = (
-    Probe.id,
-    Probe.node_id,
-    Probe.session_id,
-    Probe.sequence,
-    Probe.outcome,
-    Probe.attempts,
-    Probe.started_at,
+    _PROBES.id,
+    _PROBES.node_id,
+    _PROBES.session_id,
+    _PROBES.sequence,
+    _PROBES.outcome,
+    _PROBES.attempts,
+    _PROBES.started_at,
 )
+# In the order ``interval_observations`` takes them, after the id and the node.
 RECONCILIATION_COLUMNS = (
-    Reconciliation.id,
-    Reconciliation.node_id,
-    Reconciliation.interval_end,
-    Reconciliation.claimed_bytes,
-    Reconciliation.receipted_bytes,
-    Reconciliation.plausible_bytes,
-    Reconciliation.paid_bytes,
-    Reconciliation.outcome,
-    Reconciliation.ratio,
-    Reconciliation.viewer_ok,
-    Reconciliation.viewer_failed,
-    Reconciliation.viewer_mismatch_sessions,
+    _RECONCILIATIONS.id,
+    _RECONCILIATIONS.node_id,
+    _RECONCILIATIONS.interval_end,
+    _RECONCILIATIONS.interval_start,
+    _RECONCILIATIONS.outcome,
+    _RECONCILIATIONS.ratio,
+    _RECONCILIATIONS.viewer_ok,
+    _RECONCILIATIONS.viewer_failed,
+    _RECONCILIATIONS.viewer_mismatch_sessions,
 )
 STATE_VALUES = (
     "alpha",
@@ -72,35 +74,38 @@ STATE_VALUES = (
     "warned_at",
     "penalised_at",
 )
-STATE_COLUMNS = (TrustState.node_id, *(getattr(TrustState, name) for name in STATE_VALUES))
+_STATES = TrustState.__table__.c
+STATE_COLUMNS = (_STATES.node_id, *(_STATES[name] for name in STATE_VALUES))
 
 
-def reconciliation_observations(
-    row: Reconciliation | Row[Any], params: trust.TrustParams
+def interval_observations(
+    at: datetime,
+    started: datetime,
+    outcome: str,
+    ratio: float | None,
+    viewer_ok: int,
+    viewer_failed: int,
+    viewer_mismatch_sessions: int,
+    params: trust.TrustParams,
+    interval_s: int,
 ) -> list[trust.Observation]:
-    """The interval's verdict, and what uncontrolled viewers' receipts said about the node.
+    """A reconciled interval's verdict, and what uncontrolled viewers' receipts said about the
+    node, from the row's fields, which the trust update unpacks (tens of thousands of rows an
+    hour; reading a row's fields by name costs more than this). A window of several intervals
+    (a backlog reconciled at once) weighs as many intervals.
 
     Mismatches count only when viewers of at least two sessions reported them: one viewer's
     word is checked by a targeted probe instead (whose result is a probe observation)."""
-    verdict = IntervalVerdict(
-        claimed_bytes=row.claimed_bytes,
-        receipted_bytes=row.receipted_bytes,
-        plausible_bytes=row.plausible_bytes,
-        paid_bytes=row.paid_bytes,
-        excluded={},
-        discrepancies=(),
-        outcome=row.outcome,  # type: ignore[arg-type]
-        after={},
-        ratio=row.ratio,
-    )
-    found = [trust.verdict_observation(row.interval_end, verdict, params)]
-    mismatched = row.viewer_mismatch_sessions if row.viewer_mismatch_sessions >= 2 else 0
-    found.append(
-        trust.viewer_observation(
-            row.interval_end, row.viewer_ok, row.viewer_failed, mismatched, params
-        )
-    )
-    return [o for o in found if o is not None]
+    found = []
+    intervals = max(1.0, (at - started).total_seconds() / interval_s)
+    verdict = trust.interval_observation(at, outcome, ratio, params, intervals)
+    if verdict is not None:
+        found.append(verdict)
+    mismatched = viewer_mismatch_sessions if viewer_mismatch_sessions >= 2 else 0
+    viewers = trust.viewer_observation(at, viewer_ok, viewer_failed, mismatched, params, intervals)
+    if viewers is not None:
+        found.append(viewers)
+    return found
 
 
 def whole_sessions(probes: list[Any], limit: int) -> list[Any]:
@@ -138,6 +143,59 @@ def probe_observations(
     return found
 
 
+def _unnest(table: Table, names: Sequence[str]) -> tuple[str, list[BindParameter[Any]]]:
+    """``unnest(one array per column) WITH ORDINALITY AS r(names..., n)`` for PostgreSQL, and
+    its parameters, typed as the columns (``UTCDateTime`` still refuses a naive datetime): a
+    statement of a few parameters however many rows, where an executemany is one per row."""
+    pg = postgresql.dialect()
+    arrays = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=pg)}[])" for n in names)
+    params = [bindparam(n, type_=postgresql.ARRAY(table.c[n].type)) for n in names]
+    return f"unnest({arrays}) WITH ORDINALITY AS r({', '.join(names)}, n)", params
+
+
+def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """The rows' values column by column (one array parameter each), transposed in C."""
+    if len(names) == 1:  # itemgetter of one name gives values, not tuples
+        return {names[0]: tuple(row[names[0]] for row in rows)}
+    return dict(zip(names, zip(*map(itemgetter(*names), rows), strict=True), strict=True))
+
+
+async def _insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (dicts with the same keys) in their order: one statement on PostgreSQL, one
+    executemany elsewhere (SQLite runs in-process)."""
+    if not rows:
+        return
+    if session.bind.dialect.name != "postgresql":
+        await session.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    source, params = _unnest(table, names)
+    columns = ", ".join(names)
+    # Names are the table's own columns (``table.c[n]`` refuses any other); values are bound.
+    sql = f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {source} ORDER BY n"  # noqa: S608
+    await session.execute(text(sql).bindparams(*params), _columns(rows, names))
+
+
+async def _update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Write these nodes' states (dicts of ``node_id`` and ``STATE_VALUES``), as ``_insert``."""
+    if not rows:
+        return
+    table = TrustState.__table__
+    if session.bind.dialect.name != "postgresql":
+        await session.execute(
+            update(table)
+            .where(table.c.node_id == bindparam("node"))
+            .values({name: bindparam(name) for name in STATE_VALUES}),
+            [{"node": row["node_id"], **row} for row in rows],
+        )
+        return
+    names = ["node_id", *STATE_VALUES]
+    source, params = _unnest(table, names)
+    sets = ", ".join(f"{n} = r.{n}" for n in STATE_VALUES)
+    sql = f"UPDATE {table.name} SET {sets} FROM {source} WHERE {table.name}.node_id = r.node_id"  # noqa: S608
+    await session.execute(text(sql).bindparams(*params), _columns(rows, names))
+
+
 async def _watermark(session: AsyncSession, name: str) -> int:
     row = await session.get(Watermark, name)
     if row is None:
@@ -169,8 +227,8 @@ async def update_trust(
             (
                 await session.execute(
                     select(*PROBE_COLUMNS)
-                    .where(Probe.id > probe_mark, Probe.recorded_at <= settled)
-                    .order_by(Probe.id)
+                    .where(_PROBES.id > probe_mark, _PROBES.recorded_at <= settled)
+                    .order_by(_PROBES.id)
                     .limit(BATCH)
                 )
             ).all()
@@ -179,8 +237,8 @@ async def update_trust(
             (
                 await session.execute(
                     select(*RECONCILIATION_COLUMNS)
-                    .where(Reconciliation.id > rec_mark, Reconciliation.created_at <= settled)
-                    .order_by(Reconciliation.id)
+                    .where(_RECONCILIATIONS.id > rec_mark, _RECONCILIATIONS.created_at <= settled)
+                    .order_by(_RECONCILIATIONS.id)
                     .limit(BATCH)
                 )
             ).all()
@@ -189,27 +247,25 @@ async def update_trust(
         observations: dict[str, list[trust.Observation]] = defaultdict(list)
         for node_id, obs in probe_observations(probes, params):
             observations[node_id].append(obs)
-        for rec in recs:
-            observations[rec.node_id].extend(reconciliation_observations(rec, params))
+        for _id, node_id, *fields in recs:
+            observations[node_id] += interval_observations(
+                *fields, params, ctx.settings.reconcile_interval_s
+            )
 
         # Idle intervals say nothing; reconciliations outlive their nodes, trust does not.
         observations = {node_id: obs for node_id, obs in observations.items() if obs}
-        registered = dict(
-            (
-                await session.execute(
-                    select(Node.id, Node.registered_at).where(Node.id.in_(list(observations)))
-                )
-            ).all()
-        )
+        # The nodes that still exist, with their states (if any), in one query.
+        nodes = Node.__table__.c
+        found = (
+            await session.execute(
+                select(nodes.id, nodes.registered_at, *STATE_COLUMNS)
+                .select_from(Node.__table__.outerjoin(TrustState.__table__))
+                .where(nodes.id.in_(list(observations)))
+            )
+        ).all()
+        registered = {row.id: row.registered_at for row in found}
         live = set(registered)
-        states = {
-            row.node_id: row
-            for row in (
-                await session.execute(
-                    select(*STATE_COLUMNS).where(TrustState.node_id.in_(list(live)))
-                )
-            ).all()
-        }
+        states = {row.id: row for row in found if row.node_id is not None}
         levels: dict[str, int] = defaultdict(int)
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
@@ -235,12 +291,15 @@ async def update_trust(
             if row is None:
                 inserts.append({"node_id": node_id, **values})
             else:
-                updates.append({"node": node_id, **values})
+                updates.append({"node_id": node_id, **values})
             standing = trust.standing(after, max(now, after.updated_at), params)
             levels[standing.level] += 1
             score = trust.score(after)
+            by_source: dict[str, list[trust.Observation]] = {}
+            for o in obs:
+                by_source.setdefault(o.source, []).append(o)
             for source in ("probe", "reconciliation", "viewers"):
-                mine = [o for o in obs if o.source == source]
+                mine = by_source.get(source)
                 if not mine:
                     continue
                 details = "; ".join(dict.fromkeys(o.detail for o in mine if o.detail))
@@ -263,21 +322,10 @@ async def update_trust(
                     "node trust fell",
                     extra={"node_id": node_id, "level": standing.level, "score": standing.score},
                 )
-        # Core statements on the tables with every row as parameters (executemany), not the
-        # ORM's unit of work: one statement per kind of write.
-        states_table, events_table = TrustState.__table__, TrustEvent.__table__
         try:
-            if updates:
-                await session.execute(
-                    update(states_table)
-                    .where(states_table.c.node_id == bindparam("node"))
-                    .values({name: bindparam(name) for name in STATE_VALUES}),
-                    updates,
-                )
-            if inserts:
-                await session.execute(insert(states_table), inserts)
-            if events:
-                await session.execute(insert(events_table), events)
+            await _update_states(session, updates)
+            await _insert(session, TrustState.__table__, inserts)
+            await _insert(session, TrustEvent.__table__, events)
         except IntegrityError:  # another worker created a state first
             await session.rollback()
             return {"skipped": "another worker updated trust meanwhile"}
