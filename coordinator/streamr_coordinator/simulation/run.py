@@ -334,7 +334,9 @@ class Simulation:
         # The page sends its batch every 5 s, one batch at a time and in fetch order: the delay
         # varies, but a session's receipts arrive in order (``Session.deliver_receipt``).
         sent_s = s.deliver_receipt(t + rng.uniform(0.5, 5.0))
-        if not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
+        # A viewer's batch can be lost on the way; the prober records its own receipts in the
+        # coordinator's database (verification/prober.py), so a probe's never are.
+        if s.is_probe or not s.batch_lost(sent_s, rng, self.cfg.receipt_batch_loss):
             self._receipt(node.node_id, s, seq, got, outcome, sent_s, end_s)
         if s.is_probe:
             # Every fetch of a probe session makes it look like any viewer's (its receipts
