@@ -58,10 +58,7 @@ EVIDENCE_SAMPLE = 20  # sessions listed in a discrepancy's evidence, at most
 @dataclass(frozen=True)
 class ReconcileParams:
     tolerance: float = 0.10  # receipts may fall this share short of claims (lost batches, stalls)
-    # ...and at least this many segments short: a player starts about three segments behind
-    # live and fetches them at once, so a viewer's first receipt batch can hold three, and a
-    # page closed before it sent that batch must not make an honest node look like a cheat.
-    slack_segments: int = 3
+    slack_segments: int = 2  # and at least this many segments short (a fetch the viewer gave up)
     window_slack_segments: int = 8  # a player starts a few segments behind live, and prefetches
     max_receipt_bps: float = 10e9  # faster than this is no browser (download_ms 0 is ignored)
     max_receipt_age_s: float = 600.0  # a receipt for an older segment counts nothing
