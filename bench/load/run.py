@@ -8,7 +8,9 @@ and receipts, through the load balancer to coordinator replicas on PostgreSQL an
 
 By default it starts the production-shaped cluster (``streamr_coordinator.cluster``:
 PostgreSQL, Redis, nginx, ``--replicas`` coordinator replicas behind it, workers and the ingest
-with its test card) with no real nodes, and sends everything through nginx. ``--single`` runs
+with its test card) with no real nodes, and sends everything through nginx. The cluster gets
+the settings docs/operator.md gives an operator for ``--nodes`` nodes (``operator_settings``:
+the stats collector's interval); ``--setting`` overrides them. ``--single`` runs
 one coordinator process on PostgreSQL and Redis instead, with no nginx (how it was developed,
 and a baseline).
 
@@ -85,6 +87,13 @@ LOOPBACK_LIMITS = {
 }
 
 
+def operator_settings(nodes: int) -> dict[str, str]:
+    """What docs/operator.md tells an operator to set for this many nodes: every node's
+    ``/stats`` at most about 20 fetches a second (each costs a worker about a millisecond of
+    CPU), so every minute up to 1,200 nodes and less often beyond."""
+    return {"stats_interval_s": str(max(60, math.ceil(nodes / 20)))}
+
+
 @dataclass
 class Target:
     """What the generators send to, and what to watch while they do."""
@@ -149,6 +158,7 @@ def cluster_target(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
     from streamr_coordinator.demo import DEMO_EMAIL
 
     settings = {k.removeprefix("STREAMR_").lower(): v for k, v in LOOPBACK_LIMITS.items()}
+    settings |= operator_settings(args.nodes)
     settings |= {"log_level": args.log_level, **args.settings}
     with start_cluster(
         workdir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from redis.asyncio import Redis
@@ -285,6 +286,109 @@ def test_without_redis_the_database_answers():
             assert await a.load(token_hash, db.query(token_hash)) == NODE
             assert a.get(token_hash) == NODE
             assert db.queries == 1
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- the revocation feed (Redis)
+
+
+@pytest.fixture
+def auth_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The cache's clock only: Redis clients and the event loop keep the real one."""
+    clock = Clock()
+    monkeypatch.setattr(auth, "time", SimpleNamespace(monotonic=clock))
+    return clock
+
+
+def long_lived(url: str, prefix: str, count: int = 2) -> tuple[Redis, list[NodeTokenCache]]:
+    """Replicas that trust their entries for a minute, as a cluster with Redis runs them."""
+    redis = Redis.from_url(url)
+    return redis, [
+        NodeTokenCache(ttl_s=60, shared=SharedTokenCache(redis, ttl_s=600, prefix=prefix))
+        for _ in range(count)
+    ]
+
+
+def test_with_redis_a_deregistration_reaches_every_replica_within_a_poll(redis_server, auth_clock):
+    clock = auth_clock
+    token_hash = secret_hash("token five")
+
+    async def scenario() -> None:
+        redis, (a, b) = long_lived(redis_server, "t5")
+        db = Database(token_hash)
+        try:
+            for replica in (a, b):
+                await replica.sync_revocations()
+                assert await replica.load(token_hash, db.query(token_hash)) == NODE
+            clock.now += 30
+            await b.sync_revocations()
+            assert b.get(token_hash) == NODE, "a long TTL while nothing was revoked"
+            db.deregister(token_hash)
+            await a.forget_node(NODE.node_id)
+            clock.now += auth.REVOCATION_POLL_S
+            await b.sync_revocations()
+            assert b.get(token_hash) is None, "read from the feed, not after the TTL"
+            assert await b.load(token_hash, db.query(token_hash)) is None
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_while_the_feed_cannot_be_read_entries_last_only_the_short_ttl(auth_clock):
+    clock = auth_clock
+
+    async def scenario() -> None:
+        redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+        cache = NodeTokenCache(ttl_s=60, shared=SharedTokenCache(redis, prefix="t6"))
+        try:
+            await cache.sync_revocations()  # Redis is away: not read, and no error
+            cache.put("hash", NODE)
+            clock.now += auth.FEED_DOWN_TTL_S - 0.5
+            assert cache.get("hash") == NODE
+            clock.now += 1
+            assert cache.get("hash") is None
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_lookup_from_redis_under_way_during_a_deregistration_is_not_kept(
+    redis_server, auth_clock
+):
+    """Replica b read the token from Redis just before a deregistered the node, and learnt of
+    the deregistration from the feed before its lookup finished."""
+    token_hash = secret_hash("token seven")
+
+    async def scenario() -> None:
+        redis, (a, b) = long_lived(redis_server, "t7")
+        db = Database(token_hash)
+        try:
+            await a.sync_revocations()
+            await b.sync_revocations()
+            assert await a.load(token_hash, db.query(token_hash)) == NODE  # now in Redis
+            release = asyncio.Event()
+            shared_get = b._shared.get
+
+            async def slow_get(key: str) -> NodeIdentity | None:
+                found = await shared_get(key)
+                await release.wait()
+                return found
+
+            b._shared.get = slow_get
+            lookup = asyncio.create_task(b.load(token_hash, db.query(token_hash)))
+            await asyncio.sleep(0.05)
+            db.deregister(token_hash)
+            await a.forget_node(NODE.node_id)
+            auth_clock.now += auth.REVOCATION_POLL_S
+            await b.sync_revocations()
+            release.set()
+            assert await lookup is None
+            assert b.get(token_hash) is None
         finally:
             await redis.aclose()
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from streamr_coordinator.database import utcnow
+from streamr_coordinator.verification.models import ReceiptTally
 from streamr_coordinator.viewers.models import Receipt, ReceiptBatch
 from streamr_coordinator.viewers.service import SESSION_CALLS_PER_MINUTE
 from streamr_coordinator.viewers.signals import FAILING_SESSIONS
@@ -167,6 +168,22 @@ def test_a_batch_sent_again_is_stored_once(api, watch):
     again = stored(api, session, body)
     assert again == {"batch_id": body["batch_id"], "duplicate": True, "receipts": 2}
     assert count(api, Receipt, session_id=session["session_id"]) == 2
+    # ...and added to the receipt tallies once: one per node the batch names.
+    tallies = tallies_of(api, session["session_id"])
+    assert {t.node_id: t.ok_receipts + t.failures + t.mismatches for t in tallies} == {
+        watch.nodes[0].id: 1,
+        watch.nodes[1].id: 1,
+    }
+    bucket = api.client.app.state.ctx.settings.reconcile_interval_s
+    assert {t.bucket_s for t in tallies} == {bucket}
+
+
+def tallies_of(api: Api, session_id: str) -> list[ReceiptTally]:
+    async def run() -> list[ReceiptTally]:
+        async with api.client.app.state.ctx.sessions() as db:
+            return list(await db.scalars(select(ReceiptTally).filter_by(session_id=session_id)))
+
+    return api.client.portal.call(run)
 
 
 def test_a_batch_sent_many_times_at_once_is_stored_once(api, watch):

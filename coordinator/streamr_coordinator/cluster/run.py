@@ -234,6 +234,12 @@ def start_cluster(
             "STREAMR_INGEST_RTMP_URL": rtmp_url,
             # Everything is on loopback: nodes' URLs are too, and probes must reach them.
             "STREAMR_ALLOW_PRIVATE_NODE_URLS": "true",
+            # With Redis, deregistrations reach every replica within a second (nodes/auth.py),
+            # so a replica may trust its token lookups for the longest time allowed: behind the
+            # load balancer a node's beats alternate between replicas, and at 10 s most of them
+            # missed; at a minute, the lookups of a restart's (or a run's) first beats all
+            # expired again together.
+            "STREAMR_NODE_TOKEN_CACHE_TTL_S": "300",
             **shared_secrets(),
         }
         env |= {f"STREAMR_{k.upper()}": str(v) for k, v in (settings or {}).items()}

@@ -56,6 +56,9 @@ async def run_presence_reaper(ctx: AppContext, run: Run) -> dict[str, object]:
             if row.last_seen_at is None or row.last_seen_at < presence.last_seen - lag:
                 updates.append({"node": row.id, "seen": presence.last_seen})
     if updates:
+        # In node id order, as the replicas' batched last-seen writes (nodes/last_seen.py):
+        # rows locked in one order cannot deadlock.
+        updates.sort(key=lambda u: str(u["node"]))
         await run.renew()
         async with ctx.sessions() as session:
             # Only forward: a newer time written meanwhile (by a heartbeat) is never undone.

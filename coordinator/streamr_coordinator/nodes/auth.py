@@ -8,8 +8,14 @@ so without the shared tier every replica would look every token up in the databa
 ``node_token_cache_ttl_s``; with it, a token costs one database lookup per ``SHARED_TTL_S``.
 
 Deregistering clears this replica's entries and the shared ones at once, and leaves a tombstone
-in Redis that stops a lookup already under way on another replica from storing the token again;
-other replicas forget it within ``node_token_cache_ttl_s``, as without Redis.
+in Redis that stops a lookup already under way on another replica from storing the token again.
+Without Redis, other replicas forget it within ``node_token_cache_ttl_s``. With Redis, the
+deregistration is also appended to a revocation feed (a Redis stream) that every replica reads
+before trusting its own entries, at most ``REVOCATION_POLL_S`` apart: other replicas forget the
+token within about a second, so ``node_token_cache_ttl_s`` can be long (300 s in
+``streamr cluster``) and heartbeats rarely miss this replica's cache even when a load balancer
+spreads a node's beats over the replicas.
+While the feed cannot be read, entries are trusted for at most ``FEED_DOWN_TTL_S``.
 
 While the database is away (a restart, a failover), a token this replica knew is still accepted
 for up to ``STALE_IF_DOWN_S`` after its entry expired: nodes keep heartbeating (presence lives in
@@ -26,11 +32,13 @@ waiting for that lookup instead of each running their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -48,6 +56,11 @@ log = logging.getLogger("streamr.nodes")
 
 STALE_IF_DOWN_S = 600.0
 SHARED_TTL_S = 600.0
+REVOCATION_POLL_S = 1.0
+FEED_WAIT_S = 0.5
+FEED_DOWN_TTL_S = 10.0
+REVOCATIONS_KEPT = 10_000  # entries of the feed (trimmed roughly); a replica behind clears all
+REVOKED_KEPT_S = 300.0  # far longer than any lookup takes
 
 # Stores an entry unless the node was deregistered meanwhile (its tombstone exists), atomically:
 # a replica that read the node from the database just before another deregistered it must not
@@ -59,13 +72,16 @@ redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
-# Tombstone first, then every entry of the node. KEYS: the node's index, tombstone.
+# Tombstone first, then every entry of the node, then the revocation feed.
+# KEYS: the node's index, tombstone, the feed. ARGV: tombstone ms, entry key prefix, feed
+# length, node id.
 _FORGET = """
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 for _, token_hash in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('DEL', ARGV[2] .. token_hash)
 end
 redis.call('DEL', KEYS[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'node', ARGV[4])
 return 1
 """
 
@@ -111,7 +127,27 @@ class SharedTokenCache:
 
     async def forget_node(self, node_id: str) -> None:
         # The tombstone outlives any entry a lookup under way could still try to store.
-        await self._forget(keys=list(self._keys(node_id)), args=[self._ttl_ms, self._entry_key("")])
+        await self._forget(
+            keys=[*self._keys(node_id), self._feed_key],
+            args=[self._ttl_ms, self._entry_key(""), REVOCATIONS_KEPT, node_id],
+        )
+
+    @property
+    def _feed_key(self) -> str:
+        return f"{self._prefix}:revocations"
+
+    async def revocations(self, after: str | None, limit: int = 1000) -> tuple[str, list[str]]:
+        """The feed's position now and the node ids revoked after ``after`` (None: start at
+        the end), at most ``limit`` of them (a full page tells the caller it fell behind)."""
+        if after is None:
+            last = await self._redis.xrevrange(self._feed_key, count=1)
+            return (_text(last[0][0]) if last else "0-0"), []
+        entries = await self._redis.xrange(self._feed_key, min=f"({after}", count=limit)
+        if not entries:
+            return after, []
+        return _text(entries[-1][0]), [
+            _text(fields.get(b"node") or fields.get("node") or b"") for _, fields in entries
+        ]
 
 
 class NodeTokenCache:
@@ -124,15 +160,77 @@ class NodeTokenCache:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._shared = shared
-        self._entries: dict[str, tuple[float, NodeIdentity]] = {}
+        # token hash -> (expires, identity, when looked up)
+        self._entries: dict[str, tuple[float, NodeIdentity, float]] = {}
         self._loading: dict[str, asyncio.Task[NodeIdentity | None]] = {}
+        # The revocation feed (with Redis): where this replica has read up to, and when.
+        self._feed_position: str | None = None
+        self._feed_read_at = -math.inf  # last successful read
+        self._feed_tried_at = -math.inf  # last read, successful or not
+        self._feed_reading: asyncio.Task[None] | None = None
+        # Nodes deregistered lately (here or read from the feed), and when this replica learnt
+        # it: a lookup that started before must not store the token it read.
+        self._revoked_at: dict[str, float] = {}
 
     def get(self, token_hash: str) -> NodeIdentity | None:
-        """A fresh entry; an expired one stays for ``stale`` (bounded by ``max_entries``)."""
+        """A fresh entry; an expired one stays for ``stale`` (bounded by ``max_entries``).
+
+        With Redis, an entry is trusted beyond ``FEED_DOWN_TTL_S`` only while the revocation
+        feed is being read (``sync_revocations``)."""
         entry = self._entries.get(token_hash)
-        if entry is None or entry[0] <= time.monotonic():
+        if entry is None:
+            return None
+        now = time.monotonic()
+        expires = entry[0]
+        if self._shared is not None and now - self._feed_read_at > FEED_DOWN_TTL_S:
+            expires = min(expires, entry[2] + FEED_DOWN_TTL_S)
+        if expires <= now:
             return None
         return entry[1]
+
+    async def sync_revocations(self) -> None:
+        """Forget the nodes other replicas deregistered, read from the feed at most every
+        ``REVOCATION_POLL_S``; one read at a time, the callers meanwhile waiting for it. A
+        Redis that does not answer leaves the entries to ``FEED_DOWN_TTL_S`` (see ``get``)."""
+        if self._shared is None or time.monotonic() - self._feed_tried_at < REVOCATION_POLL_S:
+            return
+        if self._feed_reading is None or self._feed_reading.done():
+            self._feed_reading = asyncio.create_task(self._read_feed(self._shared))
+        # A Redis that hangs must not hold every heartbeat: past FEED_WAIT_S the read goes on
+        # without us, and until it succeeds ``get`` trusts entries for FEED_DOWN_TTL_S only.
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(FEED_WAIT_S):
+                await asyncio.shield(self._feed_reading)
+
+    async def _read_feed(self, shared: SharedTokenCache) -> None:
+        started = self._feed_tried_at = time.monotonic()
+        limit = 1000
+        try:
+            position, revoked = await shared.revocations(self._feed_position, limit)
+        except (RedisError, OSError):
+            log.warning("node tokens: Redis unreachable; the revocation feed was not read")
+            raise
+        if self._feed_position is None or len(revoked) >= limit:
+            # First read (nothing cached yet counts), or more revoked than a page: start over.
+            self._entries.clear()
+        else:
+            self._revoked(revoked)
+        self._feed_position = position
+        self._feed_read_at = started
+
+    def _revoked(self, node_ids: Iterable[str]) -> None:
+        now = time.monotonic()
+        gone = set(node_ids)
+        if not gone:
+            return
+        for token_hash, (_, identity, _) in list(self._entries.items()):
+            if identity.node_id in gone:
+                del self._entries[token_hash]
+        if len(self._revoked_at) > REVOCATIONS_KEPT:
+            self._revoked_at = {
+                n: at for n, at in self._revoked_at.items() if now - at < REVOKED_KEPT_S
+            }
+        self._revoked_at.update(dict.fromkeys(gone, now))
 
     def stale(self, token_hash: str, max_age_s: float = STALE_IF_DOWN_S) -> NodeIdentity | None:
         """An entry that expired less than ``max_age_s`` ago: only while the database is down."""
@@ -147,14 +245,13 @@ class NodeTokenCache:
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
         ttl_s = self._ttl_s * random.uniform(0.8, 1.0)  # noqa: S311 - spreading, not secrecy
-        self._entries[token_hash] = (time.monotonic() + ttl_s, identity)
+        now = time.monotonic()
+        self._entries[token_hash] = (now + ttl_s, identity, now)
 
     async def forget_node(self, node_id: str) -> None:
         """Drop the node's entries here and in Redis (raises RedisError if Redis is away: the
         caller answers 503 and the deregistration is retried)."""
-        for token_hash, (_, identity) in list(self._entries.items()):
-            if identity.node_id == node_id:
-                del self._entries[token_hash]
+        self._revoked([node_id])
         if self._shared is not None:
             await self._shared.forget_node(node_id)
 
@@ -173,6 +270,7 @@ class NodeTokenCache:
     async def _query_and_put(
         self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
     ) -> NodeIdentity | None:
+        started = time.monotonic()
         shared = self._shared if self._ttl_s > 0 else None
         if shared is not None:
             try:
@@ -182,8 +280,7 @@ class NodeTokenCache:
                 shared = None  # nor try to store the answer
                 identity = None
             if identity is not None:
-                self.put(token_hash, identity)
-                return identity
+                return self._put_unless_revoked(token_hash, identity, started)
         identity = await query()
         if identity is None:
             return None
@@ -193,6 +290,13 @@ class NodeTokenCache:
                     return None  # deregistered while we asked the database
             except RedisError:
                 log.warning("node tokens: Redis unreachable; entry kept in this process only")
+        return self._put_unless_revoked(token_hash, identity, started)
+
+    def _put_unless_revoked(
+        self, token_hash: str, identity: NodeIdentity, started: float
+    ) -> NodeIdentity | None:
+        if self._revoked_at.get(identity.node_id, -math.inf) >= started:
+            return None  # deregistered while we looked it up
         self.put(token_hash, identity)
         return identity
 
@@ -208,6 +312,7 @@ async def lookup_node_token(
 ) -> NodeIdentity | None:
     """The node a token belongs to, from the cache or (on a miss) the database."""
     token_hash = secret_hash(token)
+    await cache.sync_revocations()
     identity = cache.get(token_hash)
     if identity is not None:
         return identity
@@ -232,6 +337,10 @@ async def lookup_node_token(
         if known is None:
             raise
         return known
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _database_away(exc: Exception) -> bool:

@@ -152,10 +152,15 @@ class RedisPresence:
                 return
             batch, self._pending = self._pending, {}
             try:
+                # One SET per node (each its own expiry) and one ZADD per stream for all its
+                # nodes: half the commands of a ZADD per node, at 1,000 beats a second.
+                by_stream: dict[str, dict[str, int]] = {}
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for node_id, (expires_ms, presence) in batch.items():
                         pipe.set(self._node_key(node_id), presence.to_json(), pxat=expires_ms)
-                        pipe.zadd(self._stream_key(presence.stream_id), {node_id: expires_ms})
+                        by_stream.setdefault(presence.stream_id, {})[node_id] = expires_ms
+                    for stream_id, members in by_stream.items():
+                        pipe.zadd(self._stream_key(stream_id), members)
                     await pipe.execute()
             except RedisError:
                 for node_id, entry in batch.items():  # newer beats that arrived meanwhile win

@@ -442,7 +442,12 @@ class _ViewerImitation:
         if self.pending and (final or now - self.sent_at >= RECEIPTS_EVERY_S):
             batch = ReceiptBatch(batch_id=uuid.uuid4().hex, receipts=self.pending)
             async with self.ctx.sessions() as session:
-                await record_receipts(session, self.claims, batch)
+                await record_receipts(
+                    session,
+                    self.claims,
+                    batch,
+                    bucket_s=self.ctx.settings.reconcile_interval_s,
+                )
             self.pending = []
             self.sent_at = time.monotonic()
 

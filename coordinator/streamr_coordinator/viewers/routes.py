@@ -68,7 +68,7 @@ async def session_receipts_route(
     session's own token; at most 120 batches a minute.
     """
     await throttle_session_calls(ctx, claims.session_id, "receipts")
-    ack = await record_receipts(session, claims, body)
+    ack = await record_receipts(session, claims, body, bucket_s=ctx.settings.reconcile_interval_s)
     if not ack.duplicate:
         for node_id in sorted(
             {r.node_id for r in body.receipts if r.outcome == "mismatch" and r.node_id}
