@@ -271,22 +271,3 @@ def replace_at(o: Observation, at: datetime) -> Observation:
     from dataclasses import replace
 
     return replace(o, at=at)
-
-
-def test_a_window_of_intervals_weighs_what_its_intervals_would():
-    """A backlog reconciled as one window (reconcile_service) is one verdict for many intervals:
-    it must move trust as far as the intervals' verdicts would have, no less."""
-    at = T0 + timedelta(hours=1)
-    one = trust.interval_observation(at, "agree", 1.0)
-    sixty = trust.interval_observation(at, "agree", 1.0, intervals=60)
-    assert one is not None and sixty is not None
-    assert sixty.success == 60 * one.success and sixty.failure == 0
-    bad_one = trust.interval_observation(at, "disagree", 0.5)
-    bad_sixty = trust.interval_observation(at, "disagree", 0.5, intervals=60)
-    assert bad_one is not None and bad_sixty is not None
-    assert bad_sixty.failure == pytest.approx(60 * bad_one.failure)
-    # Viewers' receipts saturate at one interval's weight per interval the window covers.
-    busy = trust.viewer_observation(at, 10_000, 100, 0, intervals=60)
-    calm = trust.viewer_observation(at, 10_000, 100, 0)
-    assert busy is not None and calm is not None
-    assert busy.success + busy.failure == pytest.approx(60 * (calm.success + calm.failure))

@@ -273,49 +273,38 @@ def verdict_observation(
 
 
 def interval_observation(
-    at: datetime,
-    outcome: str,
-    ratio: float | None,
-    params: TrustParams = DEFAULT_PARAMS,
-    intervals: float = 1.0,
+    at: datetime, outcome: str, ratio: float | None, params: TrustParams = DEFAULT_PARAMS
 ) -> Observation | None:
     """``verdict_observation`` from the two fields it reads: the trust update folds stored
-    verdicts (reconciliations rows), tens of thousands an hour, without rebuilding each.
-    ``intervals``: how many intervals the verdict covers (a backlog reconciled as one window
-    weighs what its intervals would have)."""
+    verdicts (reconciliations rows), tens of thousands an hour, without rebuilding each. A
+    backlog reconciled as one window is one verdict, weighed as one interval: most of a window's
+    intervals may have been idle, so its length says nothing about how much it saw."""
     if outcome == "idle":
         return None
     if outcome == "agree":
-        return Observation(at, "reconciliation", intervals, 0.0, "claims matched receipts")
+        return Observation(at, "reconciliation", 1.0, 0.0, "claims matched receipts")
     shortfall = 1.0 - min(max(ratio or 0.0, 0.0), 1.0)
     return Observation(
         at,
         "reconciliation",
         0.0,
-        params.disagree_weight * shortfall * intervals,
+        params.disagree_weight * shortfall,
         f"receipts covered {1 - shortfall:.0%} of claimed bytes",
     )
 
 
 def viewer_observation(
-    at: datetime,
-    ok: int,
-    failed: int,
-    mismatched: int,
-    params: TrustParams = DEFAULT_PARAMS,
-    intervals: float = 1.0,
+    at: datetime, ok: int, failed: int, mismatched: int, params: TrustParams = DEFAULT_PARAMS
 ) -> Observation | None:
     """One interval of viewers' receipts for the node: the shares of ok and failed fetches
     weigh ``viewer_weight`` together (a viewer's network fails too), scaled down when the
     interval saw fewer than ``viewer_full_fetches`` fetches (evidence in proportion to what it
-    covers, saturating so a busy node's history is not all viewers; ``intervals`` as in
-    ``interval_observation``); each mismatch weighs
+    covers, saturating so a busy node's history is not all viewers); each mismatch weighs
     ``mismatch_weight`` whatever the volume (an honest node cannot cause one)."""
     total = ok + failed + mismatched
     if total == 0:
         return None
-    # A window of several intervals saturates at as many intervals' weight.
-    weight = params.viewer_weight * min(intervals, total / max(params.viewer_full_fetches, 1))
+    weight = params.viewer_weight * min(1.0, total / max(params.viewer_full_fetches, 1))
     strong = params.mismatch_weight * min(mismatched, params.max_viewer_mismatches)
     return Observation(
         at,

@@ -58,7 +58,6 @@ RECONCILIATION_COLUMNS = (
     _RECONCILIATIONS.id,
     _RECONCILIATIONS.node_id,
     _RECONCILIATIONS.interval_end,
-    _RECONCILIATIONS.interval_start,
     _RECONCILIATIONS.outcome,
     _RECONCILIATIONS.ratio,
     _RECONCILIATIONS.viewer_ok,
@@ -80,29 +79,25 @@ STATE_COLUMNS = (_STATES.node_id, *(_STATES[name] for name in STATE_VALUES))
 
 def interval_observations(
     at: datetime,
-    started: datetime,
     outcome: str,
     ratio: float | None,
     viewer_ok: int,
     viewer_failed: int,
     viewer_mismatch_sessions: int,
     params: trust.TrustParams,
-    interval_s: int,
 ) -> list[trust.Observation]:
     """A reconciled interval's verdict, and what uncontrolled viewers' receipts said about the
     node, from the row's fields, which the trust update unpacks (tens of thousands of rows an
-    hour; reading a row's fields by name costs more than this). A window of several intervals
-    (a backlog reconciled at once) weighs as many intervals.
+    hour; reading a row's fields by name costs more than this).
 
     Mismatches count only when viewers of at least two sessions reported them: one viewer's
     word is checked by a targeted probe instead (whose result is a probe observation)."""
     found = []
-    intervals = max(1.0, (at - started).total_seconds() / interval_s)
-    verdict = trust.interval_observation(at, outcome, ratio, params, intervals)
+    verdict = trust.interval_observation(at, outcome, ratio, params)
     if verdict is not None:
         found.append(verdict)
     mismatched = viewer_mismatch_sessions if viewer_mismatch_sessions >= 2 else 0
-    viewers = trust.viewer_observation(at, viewer_ok, viewer_failed, mismatched, params, intervals)
+    viewers = trust.viewer_observation(at, viewer_ok, viewer_failed, mismatched, params)
     if viewers is not None:
         found.append(viewers)
     return found
@@ -248,9 +243,7 @@ async def update_trust(
         for node_id, obs in probe_observations(probes, params):
             observations[node_id].append(obs)
         for _id, node_id, *fields in recs:
-            observations[node_id] += interval_observations(
-                *fields, params, ctx.settings.reconcile_interval_s
-            )
+            observations[node_id] += interval_observations(*fields, params)
 
         # Idle intervals say nothing; reconciliations outlive their nodes, trust does not.
         observations = {node_id: obs for node_id, obs in observations.items() if obs}
