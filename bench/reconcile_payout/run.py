@@ -880,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
                     tmp / "trace",
                     h0,
                     "tracemalloc",
-                    args.interval_s,
+                    args,
                 )
             report(counts, timed, traced)
             if args.profile:
