@@ -181,28 +181,6 @@ COLUMNS = {
         "outcome",
         "received_at",
     ),
-    "receipt_tallies": (
-        "node_id",
-        "session_id",
-        "bucket_s",
-        "interval_start",
-        "stream_id",
-        "counted_bytes",
-        "min_sequence",
-        "max_sequence",
-        "plausible",
-        "reordered",
-        "size_mismatches",
-        "before_segment",
-        "too_fast",
-        "stale",
-        "unknown_segment",
-        "ok_receipts",
-        "mismatches",
-        "failures",
-        "first_at",
-        "last_at",
-    ),
     "probes": (
         "node_id",
         "stream_id",
@@ -317,6 +295,12 @@ async def generate(url: str, args: argparse.Namespace, h0: int) -> dict[str, int
         concurrency_s = 0.0
         if tallied:
             from streamr_coordinator.verification import receipt_tallies
+
+            columns["receipt_tallies"] = (
+                "node_id", "session_id", "bucket_s", "interval_start", "stream_id",
+                "counted_bytes", "min_sequence", "max_sequence", *receipt_tallies.COUNTS,
+                "first_at", "last_at",
+            )  # fmt: skip
             from streamr_coordinator.verification.reconciliation import ReceiptFact, SegmentFact
 
             facts = {

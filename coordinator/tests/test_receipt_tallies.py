@@ -17,11 +17,11 @@ from streamr_coordinator.context import AppContext
 from streamr_coordinator.verification import receipt_tallies
 from streamr_coordinator.verification.models import ReceiptTally
 from streamr_coordinator.verification.receipt_tallies import (
+    COUNTS,
     Tally,
     merge,
     summary_of,
     tally_batch,
-    tally_from_row,
 )
 from streamr_coordinator.verification.reconcile_service import _load_receipts, _Pair
 from streamr_coordinator.verification.reconciliation import (
@@ -87,6 +87,35 @@ def test_an_in_order_session_is_told_by_its_tally_alone():
         assert want.ok_segments > 30 and want.too_fast > 0 and want.failures > 0
 
 
+def tally_from_row(row: Any) -> Tally:
+    """A stored tally (an ORM object or a row) as the pure ``Tally``."""
+    return Tally(
+        counted_bytes=row.counted_bytes,
+        min_sequence=row.min_sequence,
+        max_sequence=row.max_sequence,
+        first_at=row.first_at,
+        last_at=row.last_at,
+        **{name: getattr(row, name) for name in COUNTS},
+    )
+
+
+async def add_each_alone(
+    session: Any, receipts: list[tuple[str, str, ReceiptFact]], params=PARAMS
+) -> None:
+    """Each (node, stream, receipt) added to its tally as a batch of its own, in order, as the
+    receipts route would (60 s intervals)."""
+    for node, stream, r in receipts:
+        await receipt_tallies.add(
+            session,
+            stream_id=stream,
+            session_id=r.session_id,
+            bucket_s=60,
+            received_at=r.received_at,
+            by_node={node: [r]},
+            params=params,
+        )
+
+
 def _prior(max_sequence: int):
     from dataclasses import replace
 
@@ -135,16 +164,8 @@ def test_the_upsert_keeps_the_pure_tally_and_the_service_reads_the_rows_summarie
         # Each receipt arrives alone, in the scenario's order, as write() stored it.
         pure: dict[tuple[str, str, datetime], Tally] = defaultdict(Tally)
         async with ctx.sessions() as session:
+            await add_each_alone(session, sc["receipts"], PARAMS)
             for node, stream, r in sc["receipts"]:
-                await receipt_tallies.add(
-                    session,
-                    stream_id=stream,
-                    session_id=r.session_id,
-                    bucket_s=60,
-                    received_at=r.received_at,
-                    by_node={node: [r]},
-                    params=PARAMS,
-                )
                 key = (node, r.session_id, receipt_tallies.bucket_start(r.received_at, 60))
                 added = tally_batch([r], sc["segments"][stream], PARAMS)
                 pure[key] = merge(pure[key], added)

@@ -14,12 +14,17 @@ from sqlalchemy import select
 
 from streamr_coordinator.context import AppContext
 from streamr_coordinator.migrations import runner as migrations
-from streamr_coordinator.verification import receipt_tallies
 from streamr_coordinator.verification.models import Reconciliation, ReconciliationSession
 from streamr_coordinator.verification.reconcile_service import reconcile_due
-from streamr_coordinator.verification.reconciliation import ClaimFact, ReceiptFact, SegmentFact
+from streamr_coordinator.verification.reconciliation import (
+    DEFAULT,
+    ClaimFact,
+    ReceiptFact,
+    SegmentFact,
+)
 
 from .conftest import make_settings
+from .test_receipt_tallies import add_each_alone
 from .test_reconcile_summaries import write
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -78,15 +83,7 @@ def scenario() -> dict[str, Any]:
 async def _reconcile(ctx: AppContext, sc: dict[str, Any]) -> dict[str, Any]:
     await write(ctx, sc, START)
     async with ctx.sessions() as session:
-        for node, stream, r in sc["receipts"]:
-            await receipt_tallies.add(
-                session,
-                stream_id=stream,
-                session_id=r.session_id,
-                bucket_s=60,
-                received_at=r.received_at,
-                by_node={node: [r]},
-            )
+        await add_each_alone(session, sc["receipts"], DEFAULT)
         await session.commit()
     now = START + timedelta(seconds=MINUTES * 60 + ctx.settings.reconcile_grace_s + 1)
     result = await reconcile_due(ctx, now=now)

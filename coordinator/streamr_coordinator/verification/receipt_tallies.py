@@ -81,10 +81,6 @@ class Tally:
     first_at: datetime | None = None
     last_at: datetime | None = None
 
-    @property
-    def receipts(self) -> int:
-        return self.ok_receipts + self.mismatches + self.failures
-
 
 def tally_batch(
     receipts: Iterable[ReceiptFact],
@@ -295,15 +291,4 @@ async def add(
         stmt.on_conflict_do_update(
             index_elements=["node_id", "session_id", "bucket_s", "interval_start"], set_=updates
         )
-    )
-
-
-def tally_from_row(row: Any) -> Tally:
-    return Tally(
-        counted_bytes=int(row.counted_bytes),
-        min_sequence=int(row.min_sequence),
-        max_sequence=int(row.max_sequence),
-        first_at=row.first_at,
-        last_at=row.last_at,
-        **{name: int(getattr(row, name)) for name in COUNTS},
     )
