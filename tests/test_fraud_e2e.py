@@ -197,6 +197,8 @@ def test_no_node_is_paid_for_more_than_it_delivered(network):
     # Bytes did reach viewers or probes from both (nothing would be proven otherwise).
     assert network.verified(network.honest) > 0
     assert network.verified(network.inflate) > 0
+    # Viewers themselves were sent to the honest node, not only probes: routing found it.
+    assert network.delivered[network.honest.node_id] > 0, network.delivered
 
 
 def test_the_honest_node_is_paid_for_what_it_delivered_and_keeps_its_standing(network):

@@ -26,6 +26,7 @@ from .jobs.routes import router as jobs_router
 from .jobs.runner import Worker, select_jobs
 from .middleware import RequestContextMiddleware
 from .migrations.runner import upgrade_to_head
+from .nodes.heartbeats import HeartbeatShortcut
 from .nodes.routes import router as nodes_router
 from .payouts.routes import router as payouts_router
 from .routing import publish_schemas
@@ -80,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_api_docs(app, settings.web_assets_dir)
     install_watch_page(app, settings.web_assets_dir)
+    # Added first, so it runs inside the request context (request id, access log, body limit).
+    app.add_middleware(HeartbeatShortcut)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # FastAPI tries the routers in this order on every request, and heartbeats are nearly all
     # requests: the nodes router goes first, which keeps the heartbeat within half of the

@@ -266,8 +266,19 @@ async def add(
                 **{name: getattr(t, name) for name in COUNTS},
             }
         )
-    dialect = session.get_bind().dialect.name
-    stmt: Any = (sqlite.insert(_T) if dialect == "sqlite" else postgresql.insert(_T)).values(rows)
+    # One row per node as executemany parameters, not a multi-row VALUES: the statement stays
+    # the same whatever the batch holds, so it is compiled once per process, not per batch.
+    await session.execute(_upsert(session.get_bind().dialect.name), rows)
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(dialect: str) -> Any:
+    """The tally upsert for ``dialect``: each column added to what is stored."""
+    if dialect in _UPSERTS:
+        return _UPSERTS[dialect]
+    stmt: Any = sqlite.insert(_T) if dialect == "sqlite" else postgresql.insert(_T)
     new = stmt.excluded
     late = case(
         (
@@ -287,8 +298,7 @@ async def add(
     updates["max_sequence"] = _greatest(dialect, _T.c.max_sequence, new.max_sequence)
     updates["first_at"] = _least(dialect, _T.c.first_at, new.first_at)
     updates["last_at"] = _greatest(dialect, _T.c.last_at, new.last_at)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["node_id", "session_id", "bucket_s", "interval_start"], set_=updates
-        )
+    _UPSERTS[dialect] = stmt.on_conflict_do_update(
+        index_elements=["node_id", "session_id", "bucket_s", "interval_start"], set_=updates
     )
+    return _UPSERTS[dialect]
