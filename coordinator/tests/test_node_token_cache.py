@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import pytest
@@ -32,8 +33,9 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The cache's clock only: Redis clients and the event loop keep the real one."""
     clock = Clock()
-    monkeypatch.setattr(auth.time, "monotonic", clock)
+    monkeypatch.setattr(auth, "time", SimpleNamespace(monotonic=clock))
     return clock
 
 
@@ -67,11 +69,11 @@ def test_concurrent_misses_share_one_lookup():
         queries = 0
         release = asyncio.Event()
 
-        async def query() -> NodeIdentity | None:
+        async def query(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
             nonlocal queries
             queries += 1
             await release.wait()
-            return NODE
+            return dict.fromkeys(hashes, NODE)
 
         waiters = [asyncio.create_task(cache.load("hash", query)) for _ in range(5)]
         await asyncio.sleep(0)
@@ -83,15 +85,38 @@ def test_concurrent_misses_share_one_lookup():
     asyncio.run(scenario())
 
 
+def test_misses_of_many_tokens_at_once_share_one_query():
+    """A replica's first beats after a start: thousands of tokens, a few queries."""
+
+    async def scenario():
+        cache = NodeTokenCache(ttl_s=10)
+        asked: list[int] = []
+        nodes = {f"hash-{i}": NodeIdentity(f"node-{i}", "stream-1", "owner-1") for i in range(1200)}
+
+        async def query(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
+            asked.append(len(hashes))
+            await asyncio.sleep(0.01)
+            return {h: nodes[h] for h in hashes if h in nodes}
+
+        wanted = [*nodes, "unknown", "hash-7"]
+        found = await asyncio.gather(*(cache.load(h, query) for h in wanted))
+        assert found == [*nodes.values(), None, nodes["hash-7"]]
+        # Each query at most BATCH_MAX tokens, every token asked once (hash-7 waited).
+        assert sorted(asked) == [200 + 1, auth.BATCH_MAX, auth.BATCH_MAX]
+        assert all(cache.get(h) == n for h, n in nodes.items())
+
+    asyncio.run(scenario())
+
+
 def test_an_unknown_token_is_not_cached():
     async def scenario():
         cache = NodeTokenCache(ttl_s=10)
         queries = 0
 
-        async def query() -> NodeIdentity | None:
+        async def query(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
             nonlocal queries
             queries += 1
-            return None
+            return {}
 
         assert await cache.load("hash", query) is None
         assert await cache.load("hash", query) is None
@@ -105,12 +130,12 @@ def test_a_failed_lookup_fails_every_waiter_and_the_next_miss_retries():
         cache = NodeTokenCache(ttl_s=10)
         release = asyncio.Event()
 
-        async def failing() -> NodeIdentity | None:
+        async def failing(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
             await release.wait()
             raise ConnectionError("database down")
 
-        async def working() -> NodeIdentity | None:
-            return NODE
+        async def working(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
+            return dict.fromkeys(hashes, NODE)
 
         waiters = [asyncio.create_task(cache.load("hash", failing)) for _ in range(3)]
         await asyncio.sleep(0)
@@ -127,9 +152,9 @@ def test_a_waiter_that_gives_up_does_not_cancel_the_lookup_for_the_others():
         cache = NodeTokenCache(ttl_s=10)
         release = asyncio.Event()
 
-        async def query() -> NodeIdentity | None:
+        async def query(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
             await release.wait()
-            return NODE
+            return dict.fromkeys(hashes, NODE)
 
         impatient = asyncio.create_task(cache.load("hash", query))
         patient = asyncio.create_task(cache.load("hash", query))
@@ -177,16 +202,13 @@ class Database:
         self.asked = asyncio.Event()
         self.answer_after: asyncio.Event | None = None
 
-    def query(self, token_hash: str):
-        async def run() -> NodeIdentity | None:
-            self.queries += 1
-            self.asked.set()
-            identity = self.registered.get(token_hash)
-            if self.answer_after is not None:
-                await self.answer_after.wait()  # read before a deregistration, answered after
-            return identity
-
-        return run
+    async def query(self, hashes: Sequence[str]) -> dict[str, NodeIdentity]:
+        self.queries += 1
+        self.asked.set()
+        found = {h: self.registered[h] for h in hashes if h in self.registered}
+        if self.answer_after is not None:
+            await self.answer_after.wait()  # read before a deregistration, answered after
+        return found
 
     def deregister(self, token_hash: str) -> None:
         del self.registered[token_hash]
@@ -207,8 +229,8 @@ def test_a_token_one_replica_looked_up_costs_the_others_no_database_lookup(redis
         redis, (a, b) = replicas(redis_server, "t1")
         db = Database(token_hash)
         try:
-            assert await a.load(token_hash, db.query(token_hash)) == NODE
-            assert await b.load(token_hash, db.query(token_hash)) == NODE
+            assert await a.load(token_hash, db.query) == NODE
+            assert await b.load(token_hash, db.query) == NODE
             assert db.queries == 1
             assert b.get(token_hash) == NODE  # and b keeps it in process too
             keys = [k.decode() async for k in redis.scan_iter("t1:*")]
@@ -231,8 +253,8 @@ def test_a_deregistration_on_one_replica_is_honoured_by_another_within_its_ttl(r
         redis, (a, b) = replicas(redis_server, "t2")
         db = Database(token_hash)
         try:
-            assert await a.load(token_hash, db.query(token_hash)) == NODE
-            assert await b.load(token_hash, db.query(token_hash)) == NODE
+            assert await a.load(token_hash, db.query) == NODE
+            assert await b.load(token_hash, db.query) == NODE
             db.deregister(token_hash)
             await a.forget_node(NODE.node_id)
             assert a.get(token_hash) is None
@@ -240,7 +262,7 @@ def test_a_deregistration_on_one_replica_is_honoured_by_another_within_its_ttl(r
             assert b.get(token_hash) == NODE  # b trusts its own entry for its short TTL...
             clock.now += 10
             assert b.get(token_hash) is None  # ...then asks Redis, which forgot, then the DB
-            assert await b.load(token_hash, db.query(token_hash)) is None
+            assert await b.load(token_hash, db.query) is None
             assert db.queries == 2
         finally:
             await redis.aclose()
@@ -259,7 +281,7 @@ def test_a_lookup_under_way_during_a_deregistration_does_not_store_the_token_aga
         db = Database(token_hash)
         db.answer_after = asyncio.Event()
         try:
-            lookup = asyncio.create_task(b.load(token_hash, db.query(token_hash)))
+            lookup = asyncio.create_task(b.load(token_hash, db.query))
             await db.asked.wait()
             db.deregister(token_hash)
             await a.forget_node(NODE.node_id)
@@ -268,7 +290,7 @@ def test_a_lookup_under_way_during_a_deregistration_does_not_store_the_token_aga
             assert b.get(token_hash) is None
             assert await redis.exists(f"t3:hash:{token_hash}") == 0
             db.answer_after = None
-            assert await a.load(token_hash, db.query(token_hash)) is None
+            assert await a.load(token_hash, db.query) is None
         finally:
             await redis.aclose()
 
@@ -283,7 +305,7 @@ def test_without_redis_the_database_answers():
         redis, (a,) = replicas(f"redis://127.0.0.1:{free_port()}/0", "t4", count=1)
         db = Database(token_hash)
         try:
-            assert await a.load(token_hash, db.query(token_hash)) == NODE
+            assert await a.load(token_hash, db.query) == NODE
             assert a.get(token_hash) == NODE
             assert db.queries == 1
         finally:
@@ -295,14 +317,6 @@ def test_without_redis_the_database_answers():
 # ---------------------------------------------------------------- the revocation feed (Redis)
 
 
-@pytest.fixture
-def auth_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """The cache's clock only: Redis clients and the event loop keep the real one."""
-    clock = Clock()
-    monkeypatch.setattr(auth, "time", SimpleNamespace(monotonic=clock))
-    return clock
-
-
 def long_lived(url: str, prefix: str, count: int = 2) -> tuple[Redis, list[NodeTokenCache]]:
     """Replicas that trust their entries for a minute, as a cluster with Redis runs them."""
     redis = Redis.from_url(url)
@@ -312,8 +326,7 @@ def long_lived(url: str, prefix: str, count: int = 2) -> tuple[Redis, list[NodeT
     ]
 
 
-def test_with_redis_a_deregistration_reaches_every_replica_within_a_poll(redis_server, auth_clock):
-    clock = auth_clock
+def test_with_redis_a_deregistration_reaches_every_replica_within_a_poll(redis_server, clock):
     token_hash = secret_hash("token five")
 
     async def scenario() -> None:
@@ -322,7 +335,7 @@ def test_with_redis_a_deregistration_reaches_every_replica_within_a_poll(redis_s
         try:
             for replica in (a, b):
                 await replica.sync_revocations()
-                assert await replica.load(token_hash, db.query(token_hash)) == NODE
+                assert await replica.load(token_hash, db.query) == NODE
             clock.now += 30
             await b.sync_revocations()
             assert b.get(token_hash) == NODE, "a long TTL while nothing was revoked"
@@ -331,15 +344,14 @@ def test_with_redis_a_deregistration_reaches_every_replica_within_a_poll(redis_s
             clock.now += auth.REVOCATION_POLL_S
             await b.sync_revocations()
             assert b.get(token_hash) is None, "read from the feed, not after the TTL"
-            assert await b.load(token_hash, db.query(token_hash)) is None
+            assert await b.load(token_hash, db.query) is None
         finally:
             await redis.aclose()
 
     asyncio.run(scenario())
 
 
-def test_while_the_feed_cannot_be_read_entries_last_only_the_short_ttl(auth_clock):
-    clock = auth_clock
+def test_while_the_feed_cannot_be_read_entries_last_only_the_short_ttl(clock):
 
     async def scenario() -> None:
         redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
@@ -357,9 +369,7 @@ def test_while_the_feed_cannot_be_read_entries_last_only_the_short_ttl(auth_cloc
     asyncio.run(scenario())
 
 
-def test_a_lookup_from_redis_under_way_during_a_deregistration_is_not_kept(
-    redis_server, auth_clock
-):
+def test_a_lookup_from_redis_under_way_during_a_deregistration_is_not_kept(redis_server, clock):
     """Replica b read the token from Redis just before a deregistered the node, and learnt of
     the deregistration from the feed before its lookup finished."""
     token_hash = secret_hash("token seven")
@@ -370,21 +380,21 @@ def test_a_lookup_from_redis_under_way_during_a_deregistration_is_not_kept(
         try:
             await a.sync_revocations()
             await b.sync_revocations()
-            assert await a.load(token_hash, db.query(token_hash)) == NODE  # now in Redis
+            assert await a.load(token_hash, db.query) == NODE  # now in Redis
             release = asyncio.Event()
-            shared_get = b._shared.get
+            shared_get = b._shared.get_many
 
-            async def slow_get(key: str) -> NodeIdentity | None:
-                found = await shared_get(key)
+            async def slow_get(hashes: Sequence[str]) -> dict[str, NodeIdentity]:
+                found = await shared_get(hashes)
                 await release.wait()
                 return found
 
-            b._shared.get = slow_get
-            lookup = asyncio.create_task(b.load(token_hash, db.query(token_hash)))
+            b._shared.get_many = slow_get
+            lookup = asyncio.create_task(b.load(token_hash, db.query))
             await asyncio.sleep(0.05)
             db.deregister(token_hash)
             await a.forget_node(NODE.node_id)
-            auth_clock.now += auth.REVOCATION_POLL_S
+            clock.now += auth.REVOCATION_POLL_S
             await b.sync_revocations()
             release.set()
             assert await lookup is None

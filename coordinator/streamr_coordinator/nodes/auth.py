@@ -23,10 +23,14 @@ Redis) instead of all dropping out of routing after ``node_token_cache_ttl_s``. 
 deregistered meanwhile on another replica is accepted that much longer, only during the outage.
 A Redis that does not answer makes the shared tier a miss (the database answers instead).
 
-Two details keep the misses cheap when many heartbeats arrive at once: each entry lives a random
+Three details keep the misses cheap when many heartbeats arrive at once: each entry lives a random
 80-100 % of that time, so entries filled together (after a restart, or in a burst) do not all
-expire together; and a token is looked up once at a time, the requests that miss meanwhile
-waiting for that lookup instead of each running their own.
+expire together; a token is looked up once at a time, the requests that miss meanwhile waiting
+for that lookup instead of each running their own; and the misses of different tokens within
+``BATCH_WAIT_S`` of each other share one Redis read and one database query. When a replica
+starts, or a whole cluster restarts, every node's first beat misses: thousands of lookups in a
+few seconds, which one at a time (a pool checkout, ``BEGIN``, ``SELECT``, ``ROLLBACK`` each)
+kept a replica busy for half a minute at 5,000 nodes (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -61,6 +65,8 @@ FEED_WAIT_S = 0.5
 FEED_DOWN_TTL_S = 10.0
 REVOCATIONS_KEPT = 10_000  # entries of the feed (trimmed roughly); a replica behind clears all
 REVOKED_KEPT_S = 300.0  # far longer than any lookup takes
+BATCH_WAIT_S = 0.001  # misses this close together share one lookup
+BATCH_MAX = 500  # tokens a lookup asks for at most
 
 # Stores an entry unless the node was deregistered meanwhile (its tombstone exists), atomically:
 # a replica that read the node from the database just before another deregistered it must not
@@ -84,6 +90,9 @@ redis.call('DEL', KEYS[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'node', ARGV[4])
 return 1
 """
+
+
+Lookup = Callable[[Sequence[str]], Awaitable[Mapping[str, "NodeIdentity"]]]
 
 
 @dataclass(frozen=True)
@@ -111,19 +120,30 @@ class SharedTokenCache:
     def _keys(self, node_id: str) -> tuple[str, str]:
         return f"{self._prefix}:node:{node_id}", f"{self._prefix}:revoked:{node_id}"
 
-    async def get(self, token_hash: str) -> NodeIdentity | None:
-        raw = await self._redis.get(self._entry_key(token_hash))
-        return None if raw is None else NodeIdentity(**json.loads(raw))
+    async def get_many(self, token_hashes: Sequence[str]) -> dict[str, NodeIdentity]:
+        """The entries Redis has among ``token_hashes``, in one round trip."""
+        raws = await self._redis.mget([self._entry_key(h) for h in token_hashes])
+        return {
+            h: NodeIdentity(**json.loads(raw))
+            for h, raw in zip(token_hashes, raws, strict=True)
+            if raw is not None
+        }
 
-    async def put(self, token_hash: str, identity: NodeIdentity) -> bool:
-        """False when the node was deregistered meanwhile (nothing stored)."""
-        index, tombstone = self._keys(identity.node_id)
-        value = json.dumps(vars(identity))
-        stored = await self._put(
-            keys=[self._entry_key(token_hash), index, tombstone],
-            args=[value, self._ttl_ms, token_hash],
-        )
-        return bool(stored)
+    async def put_many(self, identities: Mapping[str, NodeIdentity]) -> set[str]:
+        """Store the entries, in one round trip; the token hashes stored (a node deregistered
+        meanwhile is left out)."""
+        hashes = list(identities)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash in hashes:
+                identity = identities[token_hash]
+                index, tombstone = self._keys(identity.node_id)
+                await self._put(
+                    keys=[self._entry_key(token_hash), index, tombstone],
+                    args=[json.dumps(vars(identity)), self._ttl_ms, token_hash],
+                    client=pipe,
+                )
+            stored = await pipe.execute()
+        return {h for h, ok in zip(hashes, stored, strict=True) if ok}
 
     async def forget_node(self, node_id: str) -> None:
         # The tombstone outlives any entry a lookup under way could still try to store.
@@ -162,7 +182,12 @@ class NodeTokenCache:
         self._shared = shared
         # token hash -> (expires, identity, when looked up)
         self._entries: dict[str, tuple[float, NodeIdentity, float]] = {}
-        self._loading: dict[str, asyncio.Task[NodeIdentity | None]] = {}
+        # Tokens being looked up, and those waiting for the next lookup to start.
+        self._loading: dict[str, asyncio.Future[NodeIdentity | None]] = {}
+        self._queued: list[str] = []
+        self._query: Lookup | None = None
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._batches: set[asyncio.Task[None]] = set()
         # The revocation feed (with Redis): where this replica has read up to, and when.
         self._feed_position: str | None = None
         self._feed_read_at = -math.inf  # last successful read
@@ -255,42 +280,80 @@ class NodeTokenCache:
         if self._shared is not None:
             await self._shared.forget_node(node_id)
 
-    async def load(
-        self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
-    ) -> NodeIdentity | None:
-        """Redis, then ``query`` for a missing entry, or wait for the run already under way."""
-        task = self._loading.get(token_hash)
-        if task is None:
-            task = asyncio.create_task(self._query_and_put(token_hash, query))
-            self._loading[token_hash] = task
-            task.add_done_callback(partial(self._loaded, token_hash))
-        # Shielded: one caller giving up does not cancel the lookup the others wait for.
-        return await asyncio.shield(task)
+    async def load(self, token_hash: str, query: Lookup) -> NodeIdentity | None:
+        """Redis, then ``query``, for a missing entry; or wait for the lookup already under way.
 
-    async def _query_and_put(
-        self, token_hash: str, query: Callable[[], Awaitable[NodeIdentity | None]]
-    ) -> NodeIdentity | None:
+        Misses within ``BATCH_WAIT_S`` of each other go together (every caller passes the same
+        ``query``: token hashes in, the identities found out)."""
+        future = self._loading.get(token_hash)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            future.add_done_callback(_retrieved)
+            self._loading[token_hash] = future
+            self._queued.append(token_hash)
+            self._query = query
+            if len(self._queued) >= BATCH_MAX:
+                self._start_lookup()
+            elif self._batch_timer is None:
+                self._batch_timer = loop.call_later(BATCH_WAIT_S, self._start_lookup)
+        # Shielded: one caller giving up does not cancel the lookup the others wait for.
+        return await asyncio.shield(future)
+
+    def _start_lookup(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        hashes, self._queued = self._queued, []
+        if hashes and self._query is not None:
+            task = asyncio.get_running_loop().create_task(self._lookup(hashes, self._query))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _lookup(self, hashes: list[str], query: Lookup) -> None:
         started = time.monotonic()
+        try:
+            found = await self._find(hashes, query)
+        except BaseException as exc:  # every waiter gets it; the next miss tries again
+            for token_hash in hashes:
+                future = self._loading.pop(token_hash, None)
+                if future is not None and not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for token_hash in hashes:
+            identity = found.get(token_hash)
+            if identity is not None:
+                identity = self._put_unless_revoked(token_hash, identity, started)
+            future = self._loading.pop(token_hash, None)
+            if future is not None and not future.done():
+                future.set_result(identity)
+
+    async def _find(self, hashes: list[str], query: Lookup) -> dict[str, NodeIdentity]:
         shared = self._shared if self._ttl_s > 0 else None
+        found: dict[str, NodeIdentity] = {}
         if shared is not None:
             try:
-                identity = await shared.get(token_hash)
+                found = await shared.get_many(hashes)
             except RedisError:
                 log.warning("node tokens: Redis unreachable; asking the database")
-                shared = None  # nor try to store the answer
-                identity = None
-            if identity is not None:
-                return self._put_unless_revoked(token_hash, identity, started)
-        identity = await query()
-        if identity is None:
-            return None
-        if shared is not None:
+                shared = None  # nor try to store the answers
+        missing = [h for h in hashes if h not in found]
+        if not missing:
+            return found
+        from_database = dict(await query(missing))
+        if shared is not None and from_database:
             try:
-                if not await shared.put(token_hash, identity):
-                    return None  # deregistered while we asked the database
+                stored = await shared.put_many(from_database)
             except RedisError:
-                log.warning("node tokens: Redis unreachable; entry kept in this process only")
-        return self._put_unless_revoked(token_hash, identity, started)
+                log.warning("node tokens: Redis unreachable; entries kept in this process only")
+            else:  # the others were deregistered while we asked the database
+                from_database = {h: i for h, i in from_database.items() if h in stored}
+        return found | from_database
 
     def _put_unless_revoked(
         self, token_hash: str, identity: NodeIdentity, started: float
@@ -300,11 +363,10 @@ class NodeTokenCache:
         self.put(token_hash, identity)
         return identity
 
-    def _loaded(self, token_hash: str, task: asyncio.Task[NodeIdentity | None]) -> None:
-        if self._loading.get(token_hash) is task:
-            del self._loading[token_hash]
-        if not task.cancelled():
-            task.exception()  # marks it retrieved: every waiter that is still there gets it
+
+def _retrieved(future: asyncio.Future[NodeIdentity | None]) -> None:
+    if not future.cancelled():
+        future.exception()  # marks it retrieved: every waiter that is still there gets it
 
 
 async def lookup_node_token(
@@ -317,21 +379,8 @@ async def lookup_node_token(
     if identity is not None:
         return identity
 
-    async def query() -> NodeIdentity | None:
-        async with sessions() as session:
-            row = (
-                await session.execute(
-                    select(Node.id, Node.stream_id, Node.owner_id).where(
-                        Node.token_hash == token_hash, Node.deregistered_at.is_(None)
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        return NodeIdentity(node_id=row.id, stream_id=row.stream_id, owner_id=row.owner_id)
-
     try:
-        return await cache.load(token_hash, query)
+        return await cache.load(token_hash, partial(_registered, sessions))
     except (DBAPIError, OSError) as exc:
         known = cache.stale(token_hash) if _database_away(exc) else None
         if known is None:
@@ -348,3 +397,21 @@ def _database_away(exc: Exception) -> bool:
     if isinstance(exc, OSError | OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and is_storage_outage(exc)
+
+
+async def _registered(
+    sessions: async_sessionmaker[AsyncSession], token_hashes: Sequence[str]
+) -> dict[str, NodeIdentity]:
+    """The registered nodes these token hashes belong to, in one query."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Node.token_hash, Node.id, Node.stream_id, Node.owner_id).where(
+                Node.token_hash.in_(token_hashes), Node.deregistered_at.is_(None)
+            )
+        )
+        return {
+            row.token_hash: NodeIdentity(
+                node_id=row.id, stream_id=row.stream_id, owner_id=row.owner_id
+            )
+            for row in rows
+        }

@@ -114,6 +114,7 @@ class NetworkHasher:
         self._flush_delay_s = flush_delay_s
         self._written: dict[tuple[str, str], float] = {}
         self._hashes: dict[str, str] = {}  # network -> its hash, for the heartbeats
+        self._by_node_address: dict[str, str | None] = {}  # a node's address -> its hash
         self._pending: dict[tuple[str, str], datetime] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -137,11 +138,27 @@ class NetworkHasher:
     def hashes(self, addresses: Iterable[str | None]) -> set[str]:
         return {h for h in map(self.hash, addresses) if h is not None}
 
+    def _node_hashes(self, addresses: Iterable[str | None]) -> set[str]:
+        """``hashes`` remembered by address: nodes' addresses only (every heartbeat names them
+        again), never a viewer's."""
+        found = set()
+        for address in addresses:
+            if address is None:
+                continue
+            if address not in self._by_node_address:
+                if len(self._by_node_address) >= 100_000:
+                    self._by_node_address.clear()
+                self._by_node_address[address] = self.hash(address)
+            network_hash = self._by_node_address[address]
+            if network_hash is not None:
+                found.add(network_hash)
+        return found
+
     def seen(self, node_id: str, *addresses: str | None) -> None:
         """Remember (in the background, throttled) that ``node_id`` used these addresses."""
         now = time.monotonic()
         due = False
-        for network in self.hashes(addresses):
+        for network in self._node_hashes(addresses):
             key = (node_id, network)
             if now - self._written.get(key, -self._every_s) >= self._every_s:
                 self._written[key] = now
