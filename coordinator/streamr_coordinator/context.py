@@ -25,6 +25,7 @@ from .verification.probe_requests import (
     ProbeRequests,
     RedisProbeRequests,
 )
+from .viewers.routing_inputs import RoutingInputsCache
 
 
 @dataclass
@@ -41,6 +42,7 @@ class AppContext:
     ingest_secret: str
     networks: NetworkHasher  # viewer/node network hashes (verification/networks.py)
     probe_requests: ProbeRequests  # targeted probes for the prober (shared through Redis)
+    routing_inputs: RoutingInputsCache  # each stream's nodes and signals, for a second
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -82,6 +84,7 @@ class AppContext:
                 sessions,
             ),
             probe_requests=probe_requests,
+            routing_inputs=RoutingInputsCache(settings.routing_inputs_ttl_s),
         )
 
     async def close(self) -> None:

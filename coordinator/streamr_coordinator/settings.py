@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         "viewer's report of a segment that did not match its signature (or viewers of two "
         "sessions reported one)",
     )
+    routing_inputs_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a replica reuses a stream's routing inputs (its nodes, their load "
+        "and signals) for the sessions that open meanwhile; 0 gathers them for every session",
+    )
     reachability_timeout_s: float = Field(default=3, gt=0, le=60)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

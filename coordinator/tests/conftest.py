@@ -37,6 +37,9 @@ def make_settings(tmp: Path, database_url: str | None, **overrides: Any) -> Sett
         "viewer_sessions_per_minute": 100_000,
         # Test nodes listen on loopback, which production refuses to check (SSRF protection).
         "allow_private_node_urls": True,
+        # These tests check what routing makes of each heartbeat and receipt the moment it is
+        # stored; reusing a stream's inputs for a second is test_routing_inputs.py's subject.
+        "routing_inputs_ttl_s": 0,
     }
     values.update(overrides)
     return Settings(**values)

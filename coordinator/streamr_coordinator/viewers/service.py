@@ -27,6 +27,7 @@ from ..streams.service import playlist_path
 from ..verification.service import trust_params
 from .models import ViewerSession as ViewerSessionRow
 from .routing import SessionView, order_sources
+from .routing_inputs import RoutingInputs
 from .signals import avoided_by, node_signals
 
 # How often the watch page asks for its sources again: one segment duration, so the viewers of
@@ -117,11 +118,20 @@ async def open_session(
 async def _ordered_sources(
     ctx: AppContext, session: AsyncSession, stream: Stream, view: SessionView
 ) -> list[Source]:
-    candidates = await relay_candidates(session, ctx.presence, stream.id)
-    signals = await node_signals(
-        session, stream.id, utcnow(), ctx.settings.viewer_flag_s, trust_params(ctx.settings)
+    async def gather() -> RoutingInputs:
+        # A session of its own: the gathering may serve other requests after this one ends.
+        async with ctx.sessions() as own:
+            return RoutingInputs(
+                candidates=await relay_candidates(own, ctx.presence, stream.id),
+                signals=await node_signals(
+                    own, stream.id, utcnow(), ctx.settings.viewer_flag_s, trust_params(ctx.settings)
+                ),
+            )
+
+    inputs = await ctx.routing_inputs.get(stream.id, gather)
+    return order_sources(
+        inputs.candidates, ctx.settings.origin_url, signals=inputs.signals, session=view
     )
-    return order_sources(candidates, ctx.settings.origin_url, signals=signals, session=view)
 
 
 async def session_sources(
