@@ -84,7 +84,9 @@ class AppContext:
                 sessions,
             ),
             probe_requests=probe_requests,
-            routing_inputs=RoutingInputsCache(settings.routing_inputs_ttl_s),
+            routing_inputs=RoutingInputsCache(
+                settings.routing_inputs_ttl_s, sent_window_s=settings.heartbeat_interval_s
+            ),
         )
 
     async def close(self) -> None:

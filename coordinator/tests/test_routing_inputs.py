@@ -4,12 +4,14 @@ once they are older than the TTL (viewers/routing_inputs.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
 
 from streamr_coordinator.nodes.relays import RelayCandidate
 from streamr_coordinator.viewers import routing_inputs
+from streamr_coordinator.viewers.routing import order_sources
 from streamr_coordinator.viewers.routing_inputs import RoutingInputs, RoutingInputsCache
 
 
@@ -104,3 +106,62 @@ def test_a_viewer_giving_up_does_not_cancel_the_gathering_for_the_others(clock):
         assert impatient.cancelled() and gather.calls == 1
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- viewers arriving together
+
+
+def capped(node_id: str, cap_bps: int, egress_bps: int = 0, connections: int = 0) -> RelayCandidate:
+    return RelayCandidate(node_id, f"http://{node_id}.example", connections, egress_bps, cap_bps)
+
+
+def crowd(cache: RoutingInputsCache, gather, viewers: int) -> Counter[str]:
+    """Where ``viewers`` new sessions of one stream are sent first, one after another."""
+
+    async def scenario() -> Counter[str]:
+        first: Counter[str] = Counter()
+        for _ in range(viewers):
+            inputs = await cache.get("stream", gather)
+            [best, *_] = order_sources(inputs.candidates, "http://origin", signals=inputs.signals)
+            assert best.node_id is not None
+            first[best.node_id] += 1
+            cache.sent("stream", best.node_id)
+        return first
+
+    return asyncio.run(scenario())
+
+
+def fixed(*candidates: RelayCandidate):
+    async def gather() -> RoutingInputs:
+        return RoutingInputs(candidates=list(candidates), signals={})
+
+    return gather
+
+
+def test_viewers_arriving_together_spread_over_the_nodes_by_their_room(clock):
+    # Both idle, so no node reports a viewer's egress yet: 3 Mbit/s each is assumed. 30 viewers
+    # need 90 Mbit/s: the roomier node takes more, neither is pushed past its cap.
+    big, small = capped("big", 60_000_000), capped("small", 30_000_000)
+    first = crowd(RoutingInputsCache(ttl_s=1.0), fixed(big, small), 30)
+    assert first == {"big": 20, "small": 10}
+
+
+def test_a_viewers_share_comes_from_what_the_nodes_report():
+    busy = capped("a", 100_000_000, egress_bps=10_000_000, connections=4)
+    idle = capped("b", 100_000_000)
+    assert routing_inputs.viewer_bps([busy, idle]) == 2_500_000
+    assert routing_inputs.viewer_bps([idle]) == routing_inputs.DEFAULT_VIEWER_BPS
+
+
+def test_sessions_sent_count_for_a_heartbeat_interval_then_the_nodes_own_load_rules(clock):
+    cache = RoutingInputsCache(ttl_s=1.0, sent_window_s=5.0)
+    gather = fixed(capped("a", 20_000_000), capped("b", 10_000_000))
+    assert crowd(cache, gather, 4) == {"a": 4}  # a: 8 Mbit/s of room left, b: 10
+    assert crowd(cache, gather, 1) == {"b": 1}
+    clock.now += 5.1  # the nodes' next heartbeats carry their real load
+    assert crowd(cache, gather, 1) == {"a": 1}
+
+
+def test_with_a_zero_ttl_every_session_sees_the_nodes_as_reported(clock):
+    gather = fixed(capped("a", 20_000_000), capped("b", 10_000_000))
+    assert crowd(RoutingInputsCache(ttl_s=0), gather, 6) == {"a": 6}

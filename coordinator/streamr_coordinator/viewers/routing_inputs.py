@@ -9,19 +9,28 @@ keeps a stream's inputs for ``STREAMR_ROUTING_INPUTS_TTL_S`` (1 s by default), a
 that open meanwhile share them; what is particular to a session (the node it sticks to, the
 nodes it failed with) is still applied per session by ``order_sources``. A second is well inside
 what routing lives with anyway: a node's load is as old as its last heartbeat (5 s apart).
+
+That age is also why the cache remembers where it sent each new session for a heartbeat
+interval: viewers who arrive together would otherwise all be sent to the one best node, whose
+reported load cannot show them before its next beat (and whose egress cap the crowd could
+overrun many times). Each session sent counts as one more connection and a viewer's share of
+egress (``viewer_bps``) on that node until then, so the next viewers spread over the others.
+A TTL of 0 turns both off: every session is routed from fresh inputs alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..nodes.relays import RelayCandidate
 from .routing import NodeSignals
 
 MAX_STREAMS = 10_000  # entries kept; past it the cache starts afresh (simple, and rare)
+DEFAULT_VIEWER_BPS = 3_000_000  # a viewer's egress while no node reports any (about 720p)
 
 
 @dataclass(frozen=True)
@@ -30,30 +39,78 @@ class RoutingInputs:
     signals: Mapping[str, NodeSignals]
 
 
+def viewer_bps(candidates: list[RelayCandidate]) -> int:
+    """What one viewer costs a node, from what the nodes report: egress per connection."""
+    connections = sum(c.connections for c in candidates if c.egress_bps > 0)
+    egress = sum(c.egress_bps for c in candidates if c.connections > 0)
+    return egress // connections if connections > 0 and egress > 0 else DEFAULT_VIEWER_BPS
+
+
+def with_sent(candidates: list[RelayCandidate], sent: Mapping[str, int]) -> list[RelayCandidate]:
+    """The candidates with the sessions sent to them lately counted into their load."""
+    if not sent:
+        return candidates
+    share = viewer_bps(candidates)
+    return [
+        replace(c, connections=c.connections + n, egress_bps=c.egress_bps + n * share)
+        if (n := sent.get(c.node_id))
+        else c
+        for c in candidates
+    ]
+
+
 Gather = Callable[[], Awaitable[RoutingInputs]]
 
 
 class RoutingInputsCache:
-    """A stream's routing inputs for ``ttl_s``; concurrent misses of one stream share a gather."""
+    """A stream's routing inputs for ``ttl_s``; concurrent misses of one stream share a gather;
+    the sessions sent to each node in the last ``sent_window_s`` count into its load."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, sent_window_s: float = 5.0) -> None:
         self._ttl_s = ttl_s
+        self._sent_window_s = sent_window_s
         self._entries: dict[str, tuple[float, RoutingInputs]] = {}
         self._gathering: dict[str, asyncio.Task[RoutingInputs]] = {}
+        self._sent: dict[str, deque[tuple[float, str]]] = {}  # stream -> (when, node), oldest first
 
     async def get(self, stream_id: str, gather: Gather) -> RoutingInputs:
+        """The stream's inputs, the sessions sent lately counted into the candidates' load."""
         if self._ttl_s <= 0:  # off: every session gathers its own, as fresh as can be
             return await gather()
         entry = self._entries.get(stream_id)
         if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        task = self._gathering.get(stream_id)
-        if task is None:
-            task = asyncio.create_task(self._gather(stream_id, gather))
-            task.add_done_callback(_retrieved)
-            self._gathering[stream_id] = task
-        # Shielded: one viewer giving up does not cancel the gathering the others wait for.
-        return await asyncio.shield(task)
+            inputs = entry[1]
+        else:
+            task = self._gathering.get(stream_id)
+            if task is None:
+                task = asyncio.create_task(self._gather(stream_id, gather))
+                task.add_done_callback(_retrieved)
+                self._gathering[stream_id] = task
+            # Shielded: one viewer giving up does not cancel the gathering the others wait for.
+            inputs = await asyncio.shield(task)
+        sent = self._sent_lately(stream_id)
+        if not sent:
+            return inputs
+        return RoutingInputs(with_sent(inputs.candidates, sent), inputs.signals)
+
+    def sent(self, stream_id: str, node_id: str) -> None:
+        """A session was sent to ``node_id`` first: count it until the node's load can show it."""
+        if self._ttl_s <= 0:
+            return
+        if stream_id not in self._sent and len(self._sent) >= MAX_STREAMS:
+            self._sent.clear()
+        self._sent.setdefault(stream_id, deque()).append((time.monotonic(), node_id))
+
+    def _sent_lately(self, stream_id: str) -> Counter[str]:
+        recent = self._sent.get(stream_id)
+        if not recent:
+            return Counter()
+        since = time.monotonic() - self._sent_window_s
+        while recent and recent[0][0] < since:
+            recent.popleft()
+        if not recent:
+            del self._sent[stream_id]
+        return Counter(node_id for _, node_id in recent)
 
     async def _gather(self, stream_id: str, gather: Gather) -> RoutingInputs:
         started = time.monotonic()
