@@ -41,9 +41,10 @@ class RoutingInputs:
 
 def viewer_bps(candidates: list[RelayCandidate]) -> int:
     """What one viewer costs a node, from what the nodes report: egress per connection."""
-    connections = sum(c.connections for c in candidates if c.egress_bps > 0)
-    egress = sum(c.egress_bps for c in candidates if c.connections > 0)
-    return egress // connections if connections > 0 and egress > 0 else DEFAULT_VIEWER_BPS
+    serving = [c for c in candidates if c.connections > 0 and c.egress_bps > 0]
+    if not serving:
+        return DEFAULT_VIEWER_BPS
+    return sum(c.egress_bps for c in serving) // sum(c.connections for c in serving)
 
 
 def with_sent(candidates: list[RelayCandidate], sent: Mapping[str, int]) -> list[RelayCandidate]:
@@ -71,7 +72,9 @@ class RoutingInputsCache:
         self._sent_window_s = sent_window_s
         self._entries: dict[str, tuple[float, RoutingInputs]] = {}
         self._gathering: dict[str, asyncio.Task[RoutingInputs]] = {}
-        self._sent: dict[str, deque[tuple[float, str]]] = {}  # stream -> (when, node), oldest first
+        # Per stream: (when, node) of each session sent lately, oldest first, and their count
+        # per node (kept in step, so a crowd costs each session O(1), not O(crowd)).
+        self._sent: dict[str, tuple[deque[tuple[float, str]], Counter[str]]] = {}
 
     async def get(self, stream_id: str, gather: Gather) -> RoutingInputs:
         """The stream's inputs, the sessions sent lately counted into the candidates' load."""
@@ -99,18 +102,23 @@ class RoutingInputsCache:
             return
         if stream_id not in self._sent and len(self._sent) >= MAX_STREAMS:
             self._sent.clear()
-        self._sent.setdefault(stream_id, deque()).append((time.monotonic(), node_id))
+        recent, counts = self._sent.setdefault(stream_id, (deque(), Counter()))
+        recent.append((time.monotonic(), node_id))
+        counts[node_id] += 1
 
     def _sent_lately(self, stream_id: str) -> Counter[str]:
-        recent = self._sent.get(stream_id)
-        if not recent:
+        if stream_id not in self._sent:
             return Counter()
+        recent, counts = self._sent[stream_id]
         since = time.monotonic() - self._sent_window_s
         while recent and recent[0][0] < since:
-            recent.popleft()
+            _, node_id = recent.popleft()
+            counts[node_id] -= 1
+            if not counts[node_id]:
+                del counts[node_id]
         if not recent:
             del self._sent[stream_id]
-        return Counter(node_id for _, node_id in recent)
+        return counts
 
     async def _gather(self, stream_id: str, gather: Gather) -> RoutingInputs:
         started = time.monotonic()
