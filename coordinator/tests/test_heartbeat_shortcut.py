@@ -89,6 +89,7 @@ def test_a_bad_body_gets_the_routes_error(api, route_calls, body, headers, statu
         answer = api.client.post(path, content=body, headers={**node.headers, **headers})
     error = assert_error(answer, status)
     assert says in str(error), error
+    assert route_calls == [answer.request.content]  # the route's own answer, not a copy
 
 
 def test_a_wrong_or_missing_token_gets_the_routes_error(api, route_calls):
