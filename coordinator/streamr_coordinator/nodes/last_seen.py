@@ -12,8 +12,6 @@ all their heartbeats' presence did (bench/load).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import time
 from datetime import datetime
@@ -21,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..write_behind import WriteBehind
 from .models import Node
 
 log = logging.getLogger("streamr.nodes")
@@ -53,60 +52,48 @@ class LastSeenRecorder:
     ) -> None:
         self._sessions = sessions
         self._every_s = every_s
-        self._flush_delay_s = flush_delay_s
         self._written: dict[str, float] = {}
-        self._pending: dict[str, tuple[datetime, str | None, str]] = {}
-        self._flusher: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()
+        self._batch: WriteBehind[str, tuple[datetime, str | None, str]] = WriteBehind(
+            "last seen", self._write, flush_delay_s
+        )
 
     def seen(self, node_id: str, at: datetime, public_url: str | None, version: str) -> None:
         now = time.monotonic()
         if now - self._written.get(node_id, -self._every_s) < self._every_s:
             return
         self._written[node_id] = now
-        self._pending[node_id] = (at, public_url, version)
-        if self._flusher is None or self._flusher.done():
-            # A context of its own: the flush serves many requests, not the one that started it
-            # (whose request id would otherwise be on its log lines).
-            self._flusher = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._flush_delay_s)
-        await self.flush()
+        self._batch.put(node_id, (at, public_url, version))
 
     async def flush(self) -> None:
         """Write every pending node now. A failed batch is not retried: each of its nodes is
         written again at its next heartbeat (a coarse timestamp loses nothing meanwhile)."""
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, {}
-            # In node id order, as every writer of many node rows at once (the presence
-            # reaper, the other replicas): rows locked in one order cannot deadlock.
-            ordered = sorted(batch.items())
-            with_url = [
-                {"b_id": node_id, "b_at": at, "b_version": version, "b_url": url}
-                for node_id, (at, url, version) in ordered
-                if url is not None
-            ]
-            without_url = [
-                {"b_id": node_id, "b_at": at, "b_version": version}
-                for node_id, (at, url, version) in ordered
-                if url is None
-            ]
-            try:
-                async with self._sessions() as session:
-                    for statement, rows in ((_WITH_URL, with_url), (_WITHOUT_URL, without_url)):
-                        if rows:
-                            await session.execute(statement, rows)
-                    await session.commit()
-            except Exception:
-                for node_id in batch:
-                    self._written.pop(node_id, None)
-                log.exception("could not record last_seen", extra={"nodes": len(batch)})
+        await self._batch.flush()
+
+    async def _write(self, batch: dict[str, tuple[datetime, str | None, str]]) -> None:
+        # In node id order, as every writer of many node rows at once (the presence
+        # reaper, the other replicas): rows locked in one order cannot deadlock.
+        ordered = sorted(batch.items())
+        with_url = [
+            {"b_id": node_id, "b_at": at, "b_version": version, "b_url": url}
+            for node_id, (at, url, version) in ordered
+            if url is not None
+        ]
+        without_url = [
+            {"b_id": node_id, "b_at": at, "b_version": version}
+            for node_id, (at, url, version) in ordered
+            if url is None
+        ]
+        try:
+            async with self._sessions() as session:
+                for statement, rows in ((_WITH_URL, with_url), (_WITHOUT_URL, without_url)):
+                    if rows:
+                        await session.execute(statement, rows)
+                await session.commit()
+        except Exception:
+            for node_id in batch:
+                self._written.pop(node_id, None)
+            log.exception("could not record last_seen", extra={"nodes": len(batch)})
 
     async def drain(self) -> None:
         """Write what is pending (at shutdown, and in tests)."""
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-        await self.flush()
+        await self._batch.drain()

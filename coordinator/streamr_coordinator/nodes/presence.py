@@ -8,7 +8,6 @@ Nothing here touches the database: heartbeats are the hottest write path in the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -18,6 +17,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from ..write_behind import WriteBehind
 
 log = logging.getLogger("streamr.presence")
 
@@ -122,10 +123,9 @@ class RedisPresence:
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._flush_interval_s = flush_interval_s
-        self._pending: dict[str, tuple[int, NodePresence]] = {}
-        self._flusher: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()
+        self._beats: WriteBehind[str, tuple[int, NodePresence]] = WriteBehind(
+            "presence", self._write, flush_interval_s
+        )
 
     def _node_key(self, node_id: str) -> str:
         return f"{self._prefix}:node:{node_id}"
@@ -135,37 +135,26 @@ class RedisPresence:
 
     async def beat(self, presence: NodePresence, ttl_s: float) -> None:
         expires_ms = int(time.time() * 1000) + max(1, int(ttl_s * 1000))
-        self._pending[presence.node_id] = (expires_ms, presence)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon())
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._flush_interval_s)
-        try:
-            await self.flush()
-        except RedisError:
-            log.warning("presence: Redis unreachable; beats kept for the next flush")
+        self._beats.put(presence.node_id, (expires_ms, presence))
 
     async def flush(self) -> None:
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, {}
-            try:
-                # One SET per node (each its own expiry) and one ZADD per stream for all its
-                # nodes: half the commands of a ZADD per node, at 1,000 beats a second.
-                by_stream: dict[str, dict[str, int]] = {}
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for node_id, (expires_ms, presence) in batch.items():
-                        pipe.set(self._node_key(node_id), presence.to_json(), pxat=expires_ms)
-                        by_stream.setdefault(presence.stream_id, {})[node_id] = expires_ms
-                    for stream_id, members in by_stream.items():
-                        pipe.zadd(self._stream_key(stream_id), members)
-                    await pipe.execute()
-            except RedisError:
-                for node_id, entry in batch.items():  # newer beats that arrived meanwhile win
-                    self._pending.setdefault(node_id, entry)
-                raise
+        await self._beats.flush()
+
+    async def _write(self, batch: dict[str, tuple[int, NodePresence]]) -> None:
+        try:
+            # One SET per node (each its own expiry) and one ZADD per stream for all its
+            # nodes: half the commands of a ZADD per node, at 1,000 beats a second.
+            by_stream: dict[str, dict[str, int]] = {}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node_id, (expires_ms, presence) in batch.items():
+                    pipe.set(self._node_key(node_id), presence.to_json(), pxat=expires_ms)
+                    by_stream.setdefault(presence.stream_id, {})[node_id] = expires_ms
+                for stream_id, members in by_stream.items():
+                    pipe.zadd(self._stream_key(stream_id), members)
+                await pipe.execute()
+        except RedisError:
+            self._beats.put_back(batch)  # newer beats that arrived meanwhile win
+            raise
 
     async def get_many(self, node_ids: list[str]) -> dict[str, NodePresence]:
         if not node_ids:
@@ -189,7 +178,7 @@ class RedisPresence:
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
     async def forget(self, node_id: str, stream_id: str) -> None:
-        self._pending.pop(node_id, None)
+        self._beats.discard(node_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(self._node_key(node_id))
             pipe.zrem(self._stream_key(stream_id), node_id)
@@ -199,8 +188,7 @@ class RedisPresence:
         await self._redis.ping()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        self._beats.stop()
         try:
             await self.flush()
         except RedisError:

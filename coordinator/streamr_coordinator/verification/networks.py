@@ -14,8 +14,6 @@ nothing about where a viewer is, and one-machine setups would otherwise exclude 
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import hashlib
 import hmac
@@ -36,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from streamr_protocol.ingest import read_or_create_secret
 
 from ..database import insert_once, utcnow
+from ..write_behind import WriteBehind
 from .models import NodeNetwork
 
 log = logging.getLogger("streamr.verification")
@@ -111,13 +110,12 @@ class NetworkHasher:
         self._key = key
         self._sessions = sessions
         self._every_s = every_s
-        self._flush_delay_s = flush_delay_s
         self._written: dict[tuple[str, str], float] = {}
         self._hashes: dict[str, str] = {}  # network -> its hash, for the heartbeats
         self._by_node_address: dict[str, str | None] = {}  # a node's address -> its hash
-        self._pending: dict[tuple[str, str], datetime] = {}
-        self._flusher: asyncio.Task[None] | None = None
-        self._flush_lock = asyncio.Lock()
+        self._batch: WriteBehind[tuple[str, str], datetime] = WriteBehind(
+            "node networks", self._write, flush_delay_s
+        )
 
     def __repr__(self) -> str:  # never show the key
         return "NetworkHasher()"
@@ -157,45 +155,34 @@ class NetworkHasher:
     def seen(self, node_id: str, *addresses: str | None) -> None:
         """Remember (in the background, throttled) that ``node_id`` used these addresses."""
         now = time.monotonic()
-        due = False
         for network in self._node_hashes(addresses):
             key = (node_id, network)
             if now - self._written.get(key, -self._every_s) >= self._every_s:
                 self._written[key] = now
-                self._pending[key] = utcnow()
-                due = True
+                self._batch.put(key, utcnow())
         if len(self._written) > 100_000:
             self._written.clear()
-        if due and (self._flusher is None or self._flusher.done()):
-            # A context of its own: the flush serves many requests, not the one that started it
-            # (whose request id would otherwise be on its log lines).
-            self._flusher = asyncio.create_task(self._flush_soon(), context=contextvars.Context())
 
     async def record(self, session: AsyncSession, node_id: str, *addresses: str | None) -> None:
         """Remember now, in the caller's transaction (registration)."""
         for network in self.hashes(addresses):
             await record_network(session, node_id, network, utcnow())
 
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self._flush_delay_s)
-        await self.flush()
-
     async def flush(self) -> None:
         """Write every pending (node, network) now; what fails is written on its next sighting."""
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, {}
-            try:
-                async with self._sessions() as session:
-                    await record_networks(session, batch)
-                    await session.commit()
-            except IntegrityError:
-                # A node deleted meanwhile fails the whole statement: the others one by one.
-                await self._write_each(batch)
-            except Exception:
-                self._forget(batch)
-                log.exception("could not record node networks", extra={"rows": len(batch)})
+        await self._batch.flush()
+
+    async def _write(self, batch: dict[tuple[str, str], datetime]) -> None:
+        try:
+            async with self._sessions() as session:
+                await record_networks(session, batch)
+                await session.commit()
+        except IntegrityError:
+            # A node deleted meanwhile fails the whole statement: the others one by one.
+            await self._write_each(batch)
+        except Exception:
+            self._forget(batch)
+            log.exception("could not record node networks", extra={"rows": len(batch)})
 
     async def _write_each(self, batch: dict[tuple[str, str], datetime]) -> None:
         for (node_id, network), at in batch.items():
@@ -213,9 +200,7 @@ class NetworkHasher:
 
     async def drain(self) -> None:
         """Write what is pending (at shutdown, and in tests)."""
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-        await self.flush()
+        await self._batch.drain()
 
 
 async def record_networks(session: AsyncSession, seen: dict[tuple[str, str], datetime]) -> None:
