@@ -30,11 +30,15 @@ from tests.stack import run_stack
 pytestmark = pytest.mark.timeout(240)
 
 FAST = {"origin_fanout": 1, "usage_report_interval_s": 1, "assignment_refresh_s": 1}
+# A probe is a viewer session of its own, at a random time (mean 120 s by default): the
+# browser test counts the sessions its node served, so this module's coordinator does not
+# probe (probes have their own tests, and the fraud end-to-end test runs them for real).
+NO_PROBES = {"probe_interval_s": 86_400, "targeted_probes_per_minute": 0}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with run_stack(tmp_path_factory.mktemp("relay"), **FAST) as stack:
+    with run_stack(tmp_path_factory.mktemp("relay"), **FAST, **NO_PROBES) as stack:
         yield stack
 
 

@@ -175,6 +175,9 @@ class HttpServer:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+            # awaited, so the task has ended before a caller stops the loop under it
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         for connection in list(self.connections):
             connection.close()
         if self._server is not None:

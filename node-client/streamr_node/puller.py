@@ -36,6 +36,9 @@ from streamr_protocol.usage import IntegrityFailure
 
 from .window import SegmentWindow
 
+# Jitter from a generator of our own: the process-wide one belongs to whoever embeds us
+_jitter = random.Random()  # noqa: S311 - spreading, not secrecy
+
 log = logging.getLogger("streamr_node.puller")
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -143,7 +146,7 @@ class Puller:
                 )
                 if not self._stream_live:
                     backoff = max(backoff, 2.0)
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))  # noqa: S311
+                await asyncio.sleep(backoff * _jitter.uniform(0.8, 1.2))
                 continue
             if new or (upstream.kind == "node" and time.monotonic() - started >= 0.5):
                 continue  # a parent answered a held request: ask again at once

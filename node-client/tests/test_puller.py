@@ -171,21 +171,23 @@ def test_a_segment_the_parent_lacks_comes_from_the_origin(world):
             return Response(200, [("Content-Type", "application/vnd.apple.mpegurl")], body)
         return Response(404, [], b"gone")
 
-    async def start():
-        return await HttpServer(forgetful, server_name="p", base_headers=[]).start("127.0.0.1", 0)
-
-    port = asyncio.run_coroutine_threadsafe(start(), world.origin.loop).result(5)
-    world.origin.call(
-        lambda: world.puller.assign(
-            Upstream(kind="node", base_url=f"http://127.0.0.1:{port}", node_id="p"),
-            Upstream(kind="origin", base_url=world.origin.url),
-            live=True,
+    parent = HttpServer(forgetful, server_name="p", base_headers=[])
+    loop = world.origin.loop
+    port = asyncio.run_coroutine_threadsafe(parent.start("127.0.0.1", 0), loop).result(5)
+    try:
+        world.origin.call(
+            lambda: world.puller.assign(
+                Upstream(kind="node", base_url=f"http://127.0.0.1:{port}", node_id="p"),
+                Upstream(kind="origin", base_url=world.origin.url),
+                live=True,
+            )
         )
-    )
-    data = world.publish(1)
-    _wait(lambda: served(world, "1.ts") == data)
-    assert world.failures == []  # missing is not altered: nothing to report
-    assert world.puller.stats.refetched_from_origin == 1
+        data = world.publish(1)
+        _wait(lambda: served(world, "1.ts") == data)
+        assert world.failures == []  # missing is not altered: nothing to report
+        assert world.puller.stats.refetched_from_origin == 1
+    finally:
+        asyncio.run_coroutine_threadsafe(parent.close(), loop).result(5)
 
 
 def test_a_gap_is_a_discontinuity_and_the_end_is_endlist(world):

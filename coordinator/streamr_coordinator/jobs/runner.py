@@ -35,6 +35,9 @@ from . import leases
 from .leases import Lease, LeaseLost
 from .models import JobLease, JobRun
 
+# Jitter from a generator of our own: the process-wide one belongs to whoever embeds us
+_jitter = random.Random()  # noqa: S311 - spreading, not secrecy
+
 if TYPE_CHECKING:
     from ..context import AppContext
     from ..settings import Settings
@@ -363,7 +366,7 @@ class Worker:
 
     async def _loop(self, job: Job, first_now: bool) -> None:
         interval = job.interval_s(self.ctx.settings)
-        delay = 0.0 if first_now else interval * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
+        delay = 0.0 if first_now else interval * _jitter.uniform(1 - JITTER, 1 + JITTER)
         while not await self._stopped_within(delay):
             try:
                 result = await self.run_job(job)
@@ -373,7 +376,7 @@ class Worker:
                 delay = interval
                 continue
             if result is not None:
-                delay = interval * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
+                delay = interval * _jitter.uniform(1 - JITTER, 1 + JITTER)
             else:
                 delay = await self._until_available(job, interval)
 
@@ -398,7 +401,7 @@ class Worker:
                 at = max(at, row.acquired_at + timedelta(seconds=interval))
             if row.holder != self.holder:
                 at = max(at, row.expires_at)
-        spread = interval * random.uniform(0, JITTER)  # noqa: S311
+        spread = interval * _jitter.uniform(0, JITTER)
         return min((at - now).total_seconds() + spread, interval * 10)
 
 

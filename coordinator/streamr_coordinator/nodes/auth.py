@@ -56,6 +56,9 @@ from ..credentials import secret_hash
 from ..errors import is_storage_outage
 from .models import Node
 
+# Jitter from a generator of our own: the process-wide one belongs to whoever embeds us
+_jitter = random.Random()  # noqa: S311 - spreading, not secrecy
+
 log = logging.getLogger("streamr.nodes")
 
 STALE_IF_DOWN_S = 600.0
@@ -269,7 +272,7 @@ class NodeTokenCache:
             return
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
-        ttl_s = self._ttl_s * random.uniform(0.8, 1.0)  # noqa: S311 - spreading, not secrecy
+        ttl_s = self._ttl_s * _jitter.uniform(0.8, 1.0)
         now = time.monotonic()
         self._entries[token_hash] = (now + ttl_s, identity, now)
 
