@@ -163,6 +163,32 @@ def test_receipts_ahead_of_claims_at_a_boundary_cost_nothing_later():
     assert later.outcome == "agree" and later.paid_bytes == 5 * SIZE
 
 
+def test_a_new_sessions_opening_burst_receipted_after_the_boundary_is_no_mark():
+    # A viewer arrives at 50 s: three segments at once to reach the live edge, then one every
+    # 2 s; the node reports them all before 60 s, the page's receipts for them land after it.
+    sessions = {"v1": viewer(opened_at=at(50))}
+    claims = [claim("v1", 3 * SIZE, 52), claim("v1", 2 * SIZE, 59)]
+    first = reconcile(interval(claims, sessions=sessions))  # no receipts in this interval
+    assert first.outcome == "agree" and first.paid_bytes == 0
+    late = [ok("v1", k, 61) for k in (22, 23, 24, 25, 26)]
+    second = reconcile(interval(receipts=late, sessions=sessions, before=first.after, start=60))
+    assert second.paid_bytes == 5 * SIZE
+
+
+def test_the_opening_allowance_is_once_per_session_and_only_its_burst():
+    sessions = {"v1": viewer(opened_at=at(50))}
+    # A new session claimed for far more than its burst, with no receipts: still disagree.
+    v = reconcile(interval([claim("v1", 10 * SIZE, 59)], sessions=sessions))
+    assert v.outcome == "disagree"
+    # The same burst once the session is known from an earlier interval: held against the node.
+    known = reconcile(interval([claim("v1", SIZE, 30)], [ok("v1", 14, 31)], sessions))
+    assert known.outcome == "agree"
+    later = reconcile(
+        interval([claim("v1", 5 * SIZE, 119)], sessions=sessions, before=known.after, start=60)
+    )
+    assert later.outcome == "disagree"
+
+
 # --- Controlled sessions -----------------------------------------------------------------------
 
 

@@ -60,6 +60,11 @@ class ReconcileParams:
     tolerance: float = 0.10  # receipts may fall this share short of claims (lost batches, stalls)
     slack_segments: int = 2  # and at least this many segments short (a fetch the viewer gave up)
     window_slack_segments: int = 8  # a player starts a few segments behind live, and prefetches
+    # A session's first claims from a node, none of its receipts in yet: hls.js starts three
+    # segments behind live and fetches them at once, and their receipts come in the page's next
+    # batch (every 5 s), which may land in the next interval; that much of the session's
+    # shortfall is not held against the node (pay still waits for the receipts).
+    opening_burst_segments: int = 3
     max_receipt_bps: float = 10e9  # faster than this is no browser (download_ms 0 is ignored)
     max_receipt_age_s: float = 600.0  # a receipt for an older segment counts nothing
     plausible_lookback_s: float = 120.0  # segments this long before the interval still count
@@ -406,6 +411,8 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
     claimed_now = claimed_total = receipted_total = plausible = 0
     active = 0
     viewer = [0, 0, 0]  # ok, failed, sessions with a mismatch
+    burst = params.opening_burst_segments * window.largest
+    opening = 0  # the shortfall of new sessions' opening bursts (see ReconcileParams)
 
     for sid in sorted(inp.claims.keys() | inp.receipts.keys()):
         before = inp.before.get(sid, EMPTY_TOTALS)
@@ -451,6 +458,8 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
         if work.claimed:
             claimed_now += work.claimed
             shortfall[sid] = _growth(before, claimed_cum, receipted_cum, params)
+            if before.claimed == 0 and _no_receipts(summary):  # new, its receipts still due
+                opening += min(max(shortfall[sid], 0), burst)
         increases[sid] = max(0, min(claimed_cum, receipted_cum) - before.paid)
         after[sid] = SessionTotals(
             claimed=claimed_cum,
@@ -480,7 +489,7 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
             )
         )
 
-    slack = max(_slack(inp, claimed_now), params.slack_segments * window.largest)
+    slack = max(_slack(inp, claimed_now), params.slack_segments * window.largest) + opening
     unmatched = max(sum(shortfall.values()), 0)
     outcome, ratio = _outcome(claimed_now, unmatched, slack, params)
     if outcome == "disagree":
@@ -516,6 +525,10 @@ def reconcile(inp: IntervalInput, params: ReconcileParams = DEFAULT) -> Interval
         viewer_failed=viewer[1],
         viewer_mismatch_sessions=viewer[2],
     )
+
+
+def _no_receipts(summary: SessionReceipts) -> bool:
+    return summary.ok_receipts + summary.mismatches + summary.failures == 0
 
 
 def _slack(inp: IntervalInput, claimed: int) -> float:
