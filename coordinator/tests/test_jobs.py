@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -477,6 +478,50 @@ def test_presence_reaper_records_the_last_heartbeat(api: Api, client: TestClient
     again = run_job_now(client, run_presence_reaper)
     assert db(client, lambda s: s.get(NodeRow, node.id)).last_seen_at == presence.last_seen
     assert again["online"] >= 1
+
+
+def _durable_and_beat(client: TestClient, node_id: str, behind_s: float, beat_age_s: float):
+    """Set the node's durable last-seen ``behind_s`` before a latest beat ``beat_age_s`` old."""
+    ctx = client.app.state.ctx
+    live = client.portal.call(ctx.presence.get_many, [node_id])[node_id]
+    beat = utcnow() - timedelta(seconds=beat_age_s)
+    client.portal.call(ctx.presence.beat, replace(live, last_seen=beat), 60.0)
+    durable = beat - timedelta(seconds=behind_s)
+
+    async def set_durable(session: Any) -> None:
+        await session.execute(
+            update(NodeRow).where(NodeRow.id == node_id).values(last_seen_at=durable)
+        )
+
+    db(client, set_durable)
+    return beat, durable
+
+
+def test_the_reaper_writes_nothing_for_nodes_that_beat_on_time(api: Api, client: TestClient):
+    # The heartbeat path keeps the durable time within a minute: a node beating on time, 30 s
+    # ahead of its durable time, is no write for the reaper.
+    _, _, node = a_node(api)
+    _, durable = _durable_and_beat(client, node.id, behind_s=30, beat_age_s=0)
+    run_job_now(client, run_presence_reaper)
+    assert db(client, lambda s: s.get(NodeRow, node.id)).last_seen_at == durable
+
+
+def test_the_reaper_records_a_node_that_missed_a_beat(api: Api, client: TestClient):
+    _, _, node = a_node(api)
+    interval = client.app.state.ctx.settings.heartbeat_interval_s
+    beat, _ = _durable_and_beat(client, node.id, behind_s=30, beat_age_s=interval * 2)
+    details = run_job_now(client, run_presence_reaper)
+    assert db(client, lambda s: s.get(NodeRow, node.id)).last_seen_at == beat
+    assert details["last_seen_recorded"] >= 1
+
+
+def test_a_node_that_leaves_is_last_seen_as_it_leaves(api: Api, client: TestClient):
+    _, _, node = a_node(api)
+    _durable_and_beat(client, node.id, behind_s=50, beat_age_s=0)
+    before = utcnow()
+    left = api.client.delete(f"/api/v1/nodes/{node.id}/presence", headers=node.headers)
+    assert left.status_code == 204, left.text
+    assert db(client, lambda s: s.get(NodeRow, node.id)).last_seen_at >= before
 
 
 class _StatsHandler(BaseHTTPRequestHandler):

@@ -16,13 +16,29 @@ import logging
 import time
 from datetime import datetime
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..write_behind import WriteBehind
 from .models import Node
 
 log = logging.getLogger("streamr.nodes")
+
+EVERY_S = 60.0  # a replica writes a node's last-seen time at most this often
+
+# Only forward: a newer time written meanwhile (a heartbeat on another replica) is never undone.
+# Parameters ``node`` and ``seen``; rows written in node id order cannot deadlock.
+FORWARD = (
+    update(Node.__table__)
+    .where(
+        Node.__table__.c.id == bindparam("node"),
+        or_(
+            Node.__table__.c.last_seen_at.is_(None),
+            Node.__table__.c.last_seen_at < bindparam("seen"),
+        ),
+    )
+    .values(last_seen_at=bindparam("seen"))
+)
 
 # Core statements on the table (an ORM UPDATE with a WHERE clause takes no executemany), with
 # parameter names that are not column names (SQLAlchemy reserves those for SET).
@@ -47,7 +63,7 @@ class LastSeenRecorder:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        every_s: float = 60.0,
+        every_s: float = EVERY_S,
         flush_delay_s: float = 0.25,
     ) -> None:
         self._sessions = sessions

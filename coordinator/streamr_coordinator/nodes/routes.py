@@ -28,12 +28,14 @@ from ..accounts.routes import client_address
 from ..accounts.service import throttle
 from ..context import AppContext
 from ..credentials import NODE_TOKEN_PREFIX
+from ..database import utcnow
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..routing import DocumentedRoute
 from ..streams.models import Stream
 from ..streams.routes import StreamName
 from ..streams.service import get_stream, may_manage
 from ..verification.networks import url_address
+from . import last_seen
 from .assignment import assignment_for
 from .auth import NodeIdentity, lookup_node_token
 from .heartbeats import accept_heartbeat, parse_heartbeat
@@ -188,7 +190,9 @@ async def reachability_route(
 
 @router.delete("/nodes/{node_id}/presence", status_code=204)
 async def leave_route(
-    node: Annotated[NodeIdentity, own_node("take a node out of routing")], ctx: Context
+    node: Annotated[NodeIdentity, own_node("take a node out of routing")],
+    ctx: Context,
+    session: Session,
 ) -> Response:
     """Take the node out of routing at once, e.g. while it shuts down; it stays registered.
 
@@ -196,6 +200,10 @@ async def leave_route(
     expire. Its next heartbeat brings it back. Only the node itself, with its node token.
     """
     await ctx.presence.forget(node.node_id, node.stream_id)
+    # Seen until now: nothing else would record this node's last moments (the heartbeat
+    # path writes once a minute, the presence reaper sees only nodes still present).
+    await session.execute(last_seen.FORWARD, [{"node": node.node_id, "seen": utcnow()}])
+    await session.commit()
     log.info("node left routing", extra={"node_id": node.node_id})
     return Response(status_code=204)
 
