@@ -39,7 +39,6 @@ def test_cdk_cli_synthesizes_without_aws_credentials(tmp_path):
         "AWS_EC2_METADATA_DISABLED": "true",
         "CDK_DISABLE_VERSION_CHECK": "1",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
     }
     out = tmp_path / "cdk.out"
     result = subprocess.run(
