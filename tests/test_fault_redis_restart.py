@@ -7,8 +7,8 @@ on the same port without persistence, so every presence record is gone. While it
 requests that need it get each replica's clean 503 with Retry-After, promptly (never a hang,
 never a 500), and requests that need only the database keep working; once it is back, presence
 is whole again within one heartbeat interval, and routing (a viewer's sources) within that and
-the routing inputs' second, with no restart of any replica. The same through nginx is an
-expected failure for now (see that test's reason).
+the routing inputs' second, with no restart of any replica. Through nginx a viewer gets the
+same clean 503, and nginx marks no replica down for it.
 """
 
 from __future__ import annotations
