@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from streamr_coordinator.bulk import insert_rows
 from streamr_coordinator.main import create_app
 from streamr_coordinator.payouts import books, ledger
 from streamr_coordinator.payouts.accrual import accrue_pending, full_pay
@@ -439,7 +440,7 @@ def test_concurrent_posts_of_one_key_post_once(setup: Setup):
 
 
 def test_bulk_inserts_keep_order_constraints_and_the_transaction(setup: Setup):
-    """``books.insert_many`` (COPY on PostgreSQL, executemany on SQLite) writes rows in their
+    """``bulk.insert_rows`` (COPY on PostgreSQL, executemany on SQLite) writes rows in their
     order inside the caller's transaction; a violated constraint is the usual IntegrityError
     and rolls back with everything else; a naive datetime is refused before anything is sent."""
     s = setup
@@ -492,7 +493,7 @@ def test_bulk_inserts_keep_order_constraints_and_the_transaction(setup: Setup):
             when = at.replace(tzinfo=None) if naive else at
             rows = [line(r, q, claimed[key], when) for r, q in lines]
             try:
-                await books.insert_many(session, Accrual.__table__, rows)
+                await insert_rows(session, Accrual.__table__, rows)
             except Exception:
                 await session.rollback()
                 raise

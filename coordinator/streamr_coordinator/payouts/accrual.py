@@ -28,6 +28,7 @@ from sqlalchemy import Row, and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..bulk import insert_rows
 from ..database import utcnow
 from ..nodes.models import Node
 from ..settings import Settings
@@ -314,7 +315,7 @@ async def accrue(
     try:
         if drafts:
             await books.write_drafts(session, drafts, ids, balances)
-        await books.insert_many(session, Accrual.__table__, rows)
+        await insert_rows(session, Accrual.__table__, rows)
         await session.commit()
     except IntegrityError:
         # A concurrent worker accrued some of these (or extended a node's sequence) first.

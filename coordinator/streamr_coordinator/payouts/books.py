@@ -20,15 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
-import asyncpg
-from sqlalchemy import Insert, Table, bindparam, insert, select, text, update
+from sqlalchemy import Insert, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..bulk import insert_rows, is_postgresql
 from ..database import utcnow
 from . import ledger
 from .ledger import MAY_GO_NEGATIVE, AccountKind, Draft, kind_of
@@ -73,62 +71,6 @@ def insert_ignoring_duplicates(session: AsyncSession, model: Any) -> Insert:
     dialect = session.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model).on_conflict_do_nothing()
-
-
-async def insert_many(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows (dicts of the table's columns, all with the same keys), in their order,
-    inside the session's transaction.
-
-    PostgreSQL: one ``COPY`` on the session's connection (an executemany is a statement per row
-    there, and the rows of an accrual run are tens of thousands); each value passes its
-    column's bind processing first (``UTCDateTime`` still refuses a naive datetime), and a
-    violated constraint is raised as the IntegrityError any other insert raises. SQLite: one
-    executemany on the Core table (it runs in-process; no ORM bookkeeping)."""
-    if not rows:
-        return
-    if not is_postgresql(session):
-        await session.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    dialect = session.bind.dialect
-    if len(names) == 1:  # itemgetter of one name gives values, not tuples
-        records = [(row[names[0]],) for row in rows]
-    else:
-        records = list(map(itemgetter(*names), rows))
-    processors = [
-        (i, process)
-        for i, name in enumerate(names)
-        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-    ]
-    if processors:
-        records = [_processed(record, processors) for record in records]
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    if not driver.is_in_transaction():
-        # The driver opens the transaction at the first statement; a COPY before it would
-        # commit on its own, and the books are written together with the caller's rows or not
-        # at all.
-        raise RuntimeError(
-            f"insert_many into {table.name} before any statement of the transaction: read or "
-            "lock what the rows depend on first (ensure_accounts, claim_keys, lock_balances)"
-        )
-    try:
-        await driver.copy_records_to_table(table.name, records=records, columns=names)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
-
-
-def _processed(
-    record: tuple[Any, ...], processors: list[tuple[int, Callable[[Any], Any]]]
-) -> tuple[Any, ...]:
-    values = list(record)
-    for i, process in processors:
-        values[i] = process(values[i])
-    return tuple(values)
-
-
-def is_postgresql(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
 
 
 async def ensure_accounts(session: AsyncSession, specs: Iterable[AccountSpec]) -> dict[str, int]:
@@ -268,7 +210,7 @@ async def write_drafts(
         for tx_id, draft in drafts
         for p in draft.postings
     ]
-    await insert_many(session, LedgerEntry.__table__, entries)
+    await insert_rows(session, LedgerEntry.__table__, entries)
     await move_balances(
         session,
         {ids[account]: balance - balances.get(account, 0) for account, balance in after.items()},

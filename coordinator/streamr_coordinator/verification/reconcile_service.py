@@ -18,7 +18,6 @@ twice; a worker that died mid-interval left nothing, and the next run does it ag
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from bisect import bisect_left
 from collections import defaultdict
@@ -28,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     ColumnElement,
     Select,
@@ -38,16 +36,14 @@ from sqlalchemy import (
     exists,
     extract,
     func,
-    insert,
     literal,
     select,
-    text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..attestation.models import Segment
+from ..bulk import insert_rows
 from ..context import AppContext
 from ..database import utcnow
 from ..usage.models import UsageLine, UsageReport
@@ -616,7 +612,7 @@ async def _write(
     session: AsyncSession, written: list[tuple[IntervalInput, IntervalVerdict]]
 ) -> None:
     """The interval's reconciliations, their discrepancies and the new running totals, each
-    in one multi-row statement (per 30,000 values)."""
+    in one statement (bulk.insert_rows)."""
     if not written:
         return
     now = utcnow()
@@ -640,10 +636,7 @@ async def _write(
         }
         for inp, v in written
     ]
-    dialect = _dialect(session)
-    returned = await _insert_many(
-        session, dialect, _REC, recs, returning=("id", "node_id", "stream_id")
-    )
+    returned = await insert_rows(session, _REC, recs, returning=("id", "node_id", "stream_id"))
     ids = {(node, stream): rec_id for rec_id, node, stream in returned}
     if len(ids) < len(recs):  # SQLite returns nothing from an executemany: read the ids back
         rows = await session.execute(
@@ -666,7 +659,7 @@ async def _write(
         for inp, v in written
         for d in v.discrepancies
     ]
-    await _insert_many(session, dialect, _DIS, discrepancies)
+    await insert_rows(session, _DIS, discrepancies)
     totals = [
         {
             "node_id": inp.node_id,
@@ -683,50 +676,7 @@ async def _write(
         for inp, v in written
         for sid, t in v.after.items()
     ]
-    await _insert_many(session, dialect, _TOT, totals, upsert=("node_id", "session_id"))
-
-
-async def _insert_many(
-    session: AsyncSession,
-    dialect: str,
-    table: Any,
-    rows: list[dict[str, Any]],
-    *,
-    upsert: tuple[str, ...] = (),
-    returning: tuple[str, ...] = (),
-) -> list[Any]:
-    """Insert ``rows`` in one statement: on PostgreSQL ``INSERT ... SELECT FROM unnest(one
-    array per column)`` (a handful of parameters, however many rows; ``upsert`` names the key
-    of an ``ON CONFLICT DO UPDATE``, ``returning`` columns come back); elsewhere an
-    executemany (SQLite runs in-process; nothing is returned)."""
-    if not rows:
-        return []
-    names = list(rows[0])
-    if dialect != "postgresql":
-        stmt: Any = sqlite.insert(table) if dialect == "sqlite" else insert(table)
-        if upsert:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(upsert),
-                set_={n: stmt.excluded[n] for n in names if n not in upsert},
-            )
-        await session.execute(stmt, rows)
-        return []
-    pg = postgresql.dialect()
-    arrays = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=pg)}[])" for n in names)
-    # Names are the table's own columns (``table.c[n]`` above refused any other); values are
-    # bound parameters.
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"  # noqa: S608
-    if upsert:
-        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in upsert)
-        sql += f" ON CONFLICT ({', '.join(upsert)}) DO UPDATE SET {updates}"
-    if returning:
-        sql += f" RETURNING {', '.join(returning)}"
-    params = {}
-    for n in names:
-        values = [r[n] for r in rows]
-        params[n] = [json.dumps(v) for v in values] if isinstance(table.c[n].type, JSON) else values
-    result = await session.execute(text(sql), params)
-    return list(result) if returning else []
+    await insert_rows(session, _TOT, totals, upsert=("node_id", "session_id"))
 
 
 async def _first_start(ctx: AppContext, session: AsyncSession, now: datetime) -> int:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, bindparam, insert, select, text, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..bulk import column_arrays, insert_rows, unnest_rows
 from ..context import AppContext
 from ..database import utcnow
 from ..nodes.models import Node
@@ -138,41 +137,9 @@ def probe_observations(
     return found
 
 
-def _unnest(table: Table, names: Sequence[str]) -> tuple[str, list[BindParameter[Any]]]:
-    """``unnest(one array per column) WITH ORDINALITY AS r(names..., n)`` for PostgreSQL, and
-    its parameters, typed as the columns (``UTCDateTime`` still refuses a naive datetime): a
-    statement of a few parameters however many rows, where an executemany is one per row."""
-    pg = postgresql.dialect()
-    arrays = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect=pg)}[])" for n in names)
-    params = [bindparam(n, type_=postgresql.ARRAY(table.c[n].type)) for n in names]
-    return f"unnest({arrays}) WITH ORDINALITY AS r({', '.join(names)}, n)", params
-
-
-def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    """The rows' values column by column (one array parameter each), transposed in C."""
-    if len(names) == 1:  # itemgetter of one name gives values, not tuples
-        return {names[0]: tuple(row[names[0]] for row in rows)}
-    return dict(zip(names, zip(*map(itemgetter(*names), rows), strict=True), strict=True))
-
-
-async def _insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (dicts with the same keys) in their order: one statement on PostgreSQL, one
-    executemany elsewhere (SQLite runs in-process)."""
-    if not rows:
-        return
-    if session.bind.dialect.name != "postgresql":
-        await session.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    source, params = _unnest(table, names)
-    columns = ", ".join(names)
-    # Names are the table's own columns (``table.c[n]`` refuses any other); values are bound.
-    sql = f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {source} ORDER BY n"  # noqa: S608
-    await session.execute(text(sql).bindparams(*params), _columns(rows, names))
-
-
 async def _update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Write these nodes' states (dicts of ``node_id`` and ``STATE_VALUES``), as ``_insert``."""
+    """Write these nodes' states (dicts of ``node_id`` and ``STATE_VALUES``): one UPDATE from
+    ``unnest`` on PostgreSQL, one executemany elsewhere."""
     if not rows:
         return
     table = TrustState.__table__
@@ -185,10 +152,10 @@ async def _update_states(session: AsyncSession, rows: list[dict[str, Any]]) -> N
         )
         return
     names = ["node_id", *STATE_VALUES]
-    source, params = _unnest(table, names)
+    source, params = unnest_rows(table, names)
     sets = ", ".join(f"{n} = r.{n}" for n in STATE_VALUES)
     sql = f"UPDATE {table.name} SET {sets} FROM {source} WHERE {table.name}.node_id = r.node_id"  # noqa: S608
-    await session.execute(text(sql).bindparams(*params), _columns(rows, names))
+    await session.execute(text(sql).bindparams(*params), column_arrays(table, rows, names))
 
 
 async def _watermark(session: AsyncSession, name: str) -> int:
@@ -317,8 +284,8 @@ async def update_trust(
                 )
         try:
             await _update_states(session, updates)
-            await _insert(session, TrustState.__table__, inserts)
-            await _insert(session, TrustEvent.__table__, events)
+            await insert_rows(session, TrustState.__table__, inserts)
+            await insert_rows(session, TrustEvent.__table__, events)
         except IntegrityError:  # another worker created a state first
             await session.rollback()
             return {"skipped": "another worker updated trust meanwhile"}
