@@ -234,7 +234,7 @@ async def update_trust(
             obs = observations[node_id]
             row = states.get(node_id)
             before = (
-                state_of(row)  # type: ignore[arg-type]  # a row with the model's columns
+                state_of(row)
                 if row is not None
                 else trust.initial(min(registered[node_id], min(o.at for o in obs)), params)
             )
