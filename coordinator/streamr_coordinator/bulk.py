@@ -82,26 +82,29 @@ async def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     upsert: Sequence[str] = (),
+    update: Sequence[str] | None = None,
     returning: Sequence[str] = (),
 ) -> list[Row[Any]]:
     """Insert ``rows`` (mappings with the same keys, all columns of ``table``) in their order,
     in the session's transaction.
 
-    ``upsert`` names a unique key: a row whose key exists updates that row's other columns
-    instead. ``returning`` columns come back, a row per row written, on PostgreSQL only (SQLite
-    returns nothing from an executemany: read back what you need there). A violated constraint
-    is the IntegrityError any insert raises, and nothing of the statement is written.
+    ``upsert`` names a unique key: a row whose key exists updates that row instead, the
+    columns ``update`` names (by default all but the key). ``returning`` columns come back, a
+    row per row written, on PostgreSQL only (SQLite returns nothing from an executemany: read
+    back what you need there). A violated constraint is the IntegrityError any insert raises,
+    and nothing of the statement is written.
     """
     if not rows:
         return []
     names = list(rows[0])
-    _columns_of(table, [*names, *upsert, *returning])
+    updated = [n for n in names if n not in upsert] if update is None else list(update)
+    _columns_of(table, [*names, *upsert, *updated, *returning])
     if not is_postgresql(session):
         statement: Any = sqlite.insert(table) if upsert else insert(table)
         if upsert:
             statement = statement.on_conflict_do_update(
                 index_elements=list(upsert),
-                set_={n: statement.excluded[n] for n in names if n not in upsert},
+                set_={n: statement.excluded[n] for n in updated},
             )
         await session.execute(statement, list(rows))
         return []
@@ -113,7 +116,7 @@ async def insert_rows(
     # Names are the table's own columns (``_columns_of`` refused any other); values are bound.
     sql = f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {source} ORDER BY n"  # noqa: S608
     if upsert:
-        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in upsert)
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in updated)
         sql += f" ON CONFLICT ({', '.join(upsert)}) DO UPDATE SET {updates}"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"

@@ -158,6 +158,14 @@ def test_upsert_updates_the_other_columns_of_existing_keys(run: Run):
     assert got == {"a": (1, {"k": ["a"]}), "b": (20, {"v": 2}), "c": (30, {"k": ["c"]})}
 
 
+def test_upsert_may_update_only_the_columns_it_names(run: Run):
+    run(lambda s: insert_rows(s, THINGS, [thing("a", 1, share=0.1)]))
+    again = [thing("a", 99, share=0.9), thing("b", 2)]
+    run(lambda s: insert_rows(s, THINGS, again, upsert=("key",), update=("share",)))
+    got = {r.key: (r.amount, r.share) for r in stored(run)}
+    assert got == {"a": (1, 0.9), "b": (2, 0.5)}
+
+
 def test_returning_gives_each_written_row_on_postgresql(run: Run, request: pytest.FixtureRequest):
     returned = run(
         lambda s: insert_rows(s, THINGS, [thing("x"), thing("y")], returning=("id", "key"))

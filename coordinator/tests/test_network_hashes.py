@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from streamr_coordinator.verification.networks import (
     NetworkHasher,
     load_network_key,
     network_of,
+    record_networks,
     url_address,
 )
 from streamr_coordinator.viewers.models import ViewerSession
@@ -111,6 +113,20 @@ def test_sessions_keep_a_network_hash_and_nodes_their_networks(vclient):  # noqa
         ctx.networks.hash("192.0.2.1"),  # its public URL's address
         ctx.networks.hash("2001:db8:1::"),  # the usage report's /48
     }
+    # Seen again later: the first sighting stays, the last one moves.
+    first = {n.network: n.first_seen_at for n in networks}
+    later = max(n.last_seen_at for n in networks) + timedelta(minutes=5)
+    again = {(node.id, network): later for network in first}
+
+    async def seen_again() -> None:
+        async with ctx.sessions() as session:
+            await record_networks(session, again)
+            await session.commit()
+
+    vclient.portal.call(seen_again)
+    networks = _rows(vclient, select(NodeNetwork).where(NodeNetwork.node_id == node.id))
+    assert {n.network: n.first_seen_at for n in networks} == first
+    assert {n.last_seen_at for n in networks} == {later}
 
     session = api.open_session(stream)  # from PUBLIC
     row = _rows(vclient, select(ViewerSession).where(ViewerSession.id == session["session_id"]))[0]

@@ -26,13 +26,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from streamr_protocol.ingest import read_or_create_secret
 
+from ..bulk import insert_rows
 from ..database import insert_once, utcnow
 from ..write_behind import WriteBehind
 from .models import NodeNetwork
@@ -205,20 +204,17 @@ class NetworkHasher:
 
 async def record_networks(session: AsyncSession, seen: dict[tuple[str, str], datetime]) -> None:
     """Upsert many (node, network) sightings in one statement (PostgreSQL and SQLite alike)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(NodeNetwork.__table__).values(
-        [
-            {"node_id": node_id, "network": network, "first_seen_at": at, "last_seen_at": at}
-            # In key order: two replicas' upserts lock their rows in one order, never deadlock.
-            for (node_id, network), at in sorted(seen.items())
-        ]
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["node_id", "network"],
-            set_={"last_seen_at": statement.excluded.last_seen_at},
-        )
+    rows = [
+        {"node_id": node_id, "network": network, "first_seen_at": at, "last_seen_at": at}
+        # In key order: two replicas' upserts lock their rows in one order, never deadlock.
+        for (node_id, network), at in sorted(seen.items())
+    ]
+    await insert_rows(
+        session,
+        NodeNetwork.__table__,
+        rows,
+        upsert=("node_id", "network"),
+        update=("last_seen_at",),
     )
 
 
