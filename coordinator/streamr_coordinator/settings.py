@@ -139,7 +139,12 @@ class Settings(BaseSettings):
         default=10, ge=0, le=600, description="How long a stopping worker lets a running job end"
     )
     presence_reaper_interval_s: float = Field(
-        default=15, gt=0, le=3600, description="How often nodes that stopped beating are recorded"
+        default=5,
+        gt=0,
+        le=3600,
+        description="How often nodes that stopped beating are recorded; a run must fall between "
+        "a node's first missed beat and its presence expiring (presence TTL - 1.5 heartbeat "
+        "intervals, 7.5 s by default) for its last-seen time to be exact",
     )
     stats_interval_s: float = Field(
         default=60, gt=0, le=86_400, description="How often each online node's /stats is fetched"

@@ -7,9 +7,10 @@ dashboards' "online" stop using a node as soon as its heartbeats stop. The durab
 /nodes/{id}/presence``). This job makes it exact for the rest, at a write only where one is due:
 
 - a node that missed a beat (its latest is more than 1.5 heartbeat intervals old) may be gone:
-  its latest beat is recorded while presence still knows it (a crashed node's presence lasts
-  ``presence_ttl_s``, so a job run falls in that window often, not always; otherwise the
-  durable time is at most a minute early);
+  its latest beat is recorded while presence still knows it (a stopped node's presence lasts
+  ``presence_ttl_s``, so with the defaults, a run every 5 s and 7.5 s between the missed beat
+  and the expiry, a run always falls in between; were none to, the durable time would be at
+  most a minute early);
 - a node whose durable time is further behind than the heartbeat path ever leaves it (its
   batch failed, the database was down): recorded.
 
