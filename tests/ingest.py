@@ -256,13 +256,16 @@ def run_fake_coordinator(secret: str, **options: Any) -> Iterator[FakeCoordinato
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = fake.handle(self.path, headers, raw)
             data = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the caller hung up first (nginx or the ingest stopped mid-request)
 
         def log_message(self, *args: Any) -> None:
             pass
