@@ -142,9 +142,9 @@ class Settings(BaseSettings):
         default=5,
         gt=0,
         le=3600,
-        description="How often nodes that stopped beating are recorded; a run must fall between "
-        "a node's first missed beat and its presence expiring (presence TTL - 1.5 heartbeat "
-        "intervals, 7.5 s by default) for its last-seen time to be exact",
+        description="How often nodes that stopped beating are recorded; at most a third of "
+        "the presence TTL, so that a run falls between a stopped node's presence TTL less 1.2 "
+        "runs and its expiry, when its last-seen time is recorded exactly",
     )
     stats_interval_s: float = Field(
         default=60, gt=0, le=86_400, description="How often each online node's /stats is fetched"

@@ -6,11 +6,11 @@ dashboards' "online" stop using a node as soon as its heartbeats stop. The durab
 (nodes/last_seen.py), and a node that leaves cleanly writes it as it leaves (``DELETE
 /nodes/{id}/presence``). This job makes it exact for the rest, at a write only where one is due:
 
-- a node that missed a beat (its latest is more than 1.5 heartbeat intervals old) may be gone:
-  its latest beat is recorded while presence still knows it (a stopped node's presence lasts
-  ``presence_ttl_s``, so with the defaults, a run every 5 s and 7.5 s between the missed beat
-  and the expiry, a run always falls in between; were none to, the durable time would be at
-  most a minute early);
+- a node whose presence will have expired by the next run (its latest beat is older than the
+  presence TTL less 1.2 runs: 9 s with the defaults, a beat every 5 s, presence for 15 s, a
+  run every 5 s ± 10 %) has stopped beating: its latest beat is recorded while presence still
+  knows it. Not sooner: when the replicas fall behind, beats arrive seconds late, and writing
+  every late node would add to the load that made them late (bench/load saw exactly that);
 - a node whose durable time is further behind than the heartbeat path ever leaves it (its
   batch failed, the database was down): recorded.
 
@@ -48,7 +48,12 @@ async def run_presence_reaper(ctx: AppContext, run: Run) -> dict[str, object]:
             )
         ).all()
     now = utcnow()
-    missed_beat = now - timedelta(seconds=settings.heartbeat_interval_s * 1.5)
+    expiring = now - timedelta(
+        seconds=max(
+            settings.presence_ttl_s - settings.presence_reaper_interval_s * 1.2,
+            settings.heartbeat_interval_s * 1.5,
+        )
+    )
     behind = timedelta(seconds=last_seen.EVERY_S + settings.heartbeat_interval_s * 2)
     # A node that left is reported while its durable time is this recent (which may be up to
     # a minute before its last beat: see above), so possibly in two runs.
@@ -74,7 +79,7 @@ async def run_presence_reaper(ctx: AppContext, run: Run) -> dict[str, object]:
                 continue
             if (
                 row.last_seen_at is None
-                or presence.last_seen < missed_beat
+                or presence.last_seen < expiring
                 or row.last_seen_at < presence.last_seen - behind
             ):
                 updates.append({"node": row.id, "seen": presence.last_seen})
