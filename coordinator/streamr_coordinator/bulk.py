@@ -5,8 +5,8 @@ events, accruals, ledger entries). On PostgreSQL a plain insert goes as one ``CO
 session's connection, the fastest way in; an insert that must upsert or return columns goes as
 one array per column, ``unnest``-ed back into rows by the server (a statement of a handful of
 parameters however many rows). ``bench/bulk_insert`` has the figures: at 60,000 rows ``unnest``
-takes 3.7 times as long as COPY, an executemany of 1,000 rows twice as long. SQLite runs
-in-process, where an executemany costs nothing extra, so it gets one.
+takes four to five times as long as COPY, and at 1,000 rows an executemany about twice as long.
+SQLite runs in-process, where an executemany costs nothing extra, so it gets one.
 
 Either way every value passes its column's bind processing first (``UTCDateTime`` still refuses
 a naive datetime, JSON is serialised), rows keep their order (serial ids come out in the order

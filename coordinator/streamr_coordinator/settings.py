@@ -142,9 +142,9 @@ class Settings(BaseSettings):
         default=5,
         gt=0,
         le=3600,
-        description="How often nodes that stopped beating are recorded; at most a third of "
-        "the presence TTL, so that a run falls between a stopped node's presence TTL less 1.2 "
-        "runs and its expiry, when its last-seen time is recorded exactly",
+        description="How often the last beat of nodes that stopped beating is recorded: the "
+        "run in the last 1.2 intervals of a stopped node's presence records it exactly (keep "
+        "the presence TTL minus 1.2 intervals above 1.5 heartbeat intervals)",
     )
     stats_interval_s: float = Field(
         default=60, gt=0, le=86_400, description="How often each online node's /stats is fetched"

@@ -26,23 +26,20 @@ log = logging.getLogger("streamr.nodes")
 
 EVERY_S = 60.0  # a replica writes a node's last-seen time at most this often
 
-# Only forward: a newer time written meanwhile (a heartbeat on another replica) is never undone.
-# Parameters ``node`` and ``seen``; rows written in node id order cannot deadlock.
-FORWARD = (
-    update(Node.__table__)
-    .where(
-        Node.__table__.c.id == bindparam("node"),
-        or_(
-            Node.__table__.c.last_seen_at.is_(None),
-            Node.__table__.c.last_seen_at < bindparam("seen"),
-        ),
-    )
-    .values(last_seen_at=bindparam("seen"))
-)
-
 # Core statements on the table (an ORM UPDATE with a WHERE clause takes no executemany), with
 # parameter names that are not column names (SQLAlchemy reserves those for SET).
 _NODES = Node.__table__
+
+# Only forward: a newer time written meanwhile (a heartbeat on another replica) is never undone.
+# Parameters ``node`` and ``seen``; rows written in node id order cannot deadlock.
+FORWARD = (
+    update(_NODES)
+    .where(
+        _NODES.c.id == bindparam("node"),
+        or_(_NODES.c.last_seen_at.is_(None), _NODES.c.last_seen_at < bindparam("seen")),
+    )
+    .values(last_seen_at=bindparam("seen"))
+)
 _WITH_URL = (
     update(_NODES)
     .where(_NODES.c.id == bindparam("b_id"))
