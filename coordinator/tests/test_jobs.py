@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
 from streamr_coordinator.context import AppContext
-from streamr_coordinator.database import utcnow
+from streamr_coordinator.database import create_engine, session_factory, utcnow
 from streamr_coordinator.jobs import leases
 from streamr_coordinator.jobs.catalog import CATALOG
 from streamr_coordinator.jobs.housekeeping import run_retention, run_stream_timers
@@ -38,11 +38,13 @@ from streamr_coordinator.jobs.runner import Job, Run, Worker, compact, one_line,
 from streamr_coordinator.jobs.stats_collector import run_stats_collector
 from streamr_coordinator.main import create_app
 from streamr_coordinator.migrations import runner as migrations
+from streamr_coordinator.nodes.last_seen import LastSeenRecorder
 from streamr_coordinator.nodes.models import Node as NodeRow
 from streamr_coordinator.streams.models import Stream
 from streamr_coordinator.usage.models import UsageReport
 from streamr_coordinator.verification.models import ReceiptTally, ReconciliationSession
 from streamr_coordinator.viewers.models import ViewerSession
+from tests.servers import free_port
 
 from .conftest import Api, assert_error, make_settings
 
@@ -525,6 +527,36 @@ def test_the_reaper_records_a_node_about_to_leave_presence(api: Api, client: Tes
     assert db(client, lambda s: s.get(NodeRow, stopped.id)).last_seen_at == beat
     assert db(client, lambda s: s.get(NodeRow, late.id)).last_seen_at == durable
     assert details["last_seen_recorded"] >= 1
+
+
+def test_a_last_seen_batch_the_database_refused_waits_for_the_next_flush(
+    api: Api, client: TestClient
+):
+    """A database that is busy or away loses no last-seen time: the batch is written by the
+    next flush (here the first session goes to a port where nothing listens)."""
+    ctx = client.app.state.ctx
+    _, _, node = a_node(api)
+    client.portal.call(ctx.last_seen.drain)
+    nowhere = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+    opened = []
+
+    def sessions() -> Any:
+        opened.append(1)
+        return (session_factory(nowhere) if len(opened) == 1 else ctx.sessions)()
+
+    recorder = LastSeenRecorder(sessions)  # type: ignore[arg-type]
+    at = utcnow() + timedelta(minutes=5)  # later than anything the heartbeats wrote
+
+    async def seen() -> None:
+        recorder.seen(node.id, at, None, "9.9.9")
+
+    client.portal.call(seen)
+    client.portal.call(recorder.drain)  # refused: kept
+    assert db(client, lambda s: s.get(NodeRow, node.id)).last_seen_at != at
+    client.portal.call(recorder.drain)
+    row = db(client, lambda s: s.get(NodeRow, node.id))
+    assert (row.last_seen_at, row.version, len(opened)) == (at, "9.9.9", 2)
+    client.portal.call(nowhere.dispose)
 
 
 def test_a_node_that_leaves_is_last_seen_as_it_leaves(api: Api, client: TestClient):

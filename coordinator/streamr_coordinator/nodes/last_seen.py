@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..write_behind import WriteBehind
+from ..write_behind import WriteBehind, is_transient
 from .models import Node
 
 log = logging.getLogger("streamr.nodes")
@@ -102,7 +102,13 @@ class LastSeenRecorder:
                     if rows:
                         await session.execute(statement, rows)
                 await session.commit()
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                # The database is busy or away (SQLite's one writer at a time, a restart): the
+                # batch waits for the next flush, which the next heartbeat brings.
+                self._batch.put_back(batch)
+                log.warning("last_seen: batch kept for the next flush", extra={"nodes": len(batch)})
+                return
             for node_id in batch:
                 self._written.pop(node_id, None)
             log.exception("could not record last_seen", extra={"nodes": len(batch)})

@@ -33,7 +33,7 @@ from streamr_protocol.ingest import read_or_create_secret
 
 from ..bulk import insert_rows
 from ..database import insert_once, utcnow
-from ..write_behind import WriteBehind
+from ..write_behind import WriteBehind, is_transient
 from .models import NodeNetwork
 
 log = logging.getLogger("streamr.verification")
@@ -179,7 +179,12 @@ class NetworkHasher:
         except IntegrityError:
             # A node deleted meanwhile fails the whole statement: the others one by one.
             await self._write_each(batch)
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                # The database is busy or away: the batch waits for the next flush.
+                self._batch.put_back(batch)
+                log.warning("node networks: batch kept for a retry", extra={"rows": len(batch)})
+                return
             self._forget(batch)
             log.exception("could not record node networks", extra={"rows": len(batch)})
 
