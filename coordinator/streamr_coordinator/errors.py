@@ -38,6 +38,14 @@ def is_storage_outage(exc: DBAPIError) -> bool:
     return isinstance(state, str) and state.startswith(_OUTAGE_SQLSTATES)
 
 
+def is_database_away(exc: BaseException) -> bool:
+    """A database busy (SQLite's one writer at a time) or away (a refused or cut connection, a
+    server shutting down): worth another try, unlike a wrong query or a broken constraint."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and is_storage_outage(exc)
+
+
 class AppError(Exception):
     """An error the client can fix; raised by service code, rendered by the handler below."""
 

@@ -16,19 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-from .errors import is_storage_outage
-
 log = logging.getLogger("streamr.write_behind")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A database busy (SQLite's one writer at a time) or away (a restart, a lost connection):
-    worth another try with the next batch, unlike an error in the batch itself."""
-    if isinstance(exc, OperationalError | InterfaceError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and is_storage_outage(exc)
 
 
 K = TypeVar("K")

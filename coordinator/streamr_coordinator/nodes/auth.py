@@ -49,11 +49,11 @@ from functools import partial
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..credentials import secret_hash
-from ..errors import is_storage_outage
+from ..errors import is_database_away
 from .models import Node
 
 # Jitter from a generator of our own: the process-wide one belongs to whoever embeds us
@@ -385,7 +385,7 @@ async def lookup_node_token(
     try:
         return await cache.load(token_hash, partial(_registered, sessions))
     except (DBAPIError, OSError) as exc:
-        known = cache.stale(token_hash) if _database_away(exc) else None
+        known = cache.stale(token_hash) if is_database_away(exc) else None
         if known is None:
             raise
         return known
@@ -393,13 +393,6 @@ async def lookup_node_token(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _database_away(exc: Exception) -> bool:
-    """A refused or cut connection, or a server shutting down: not a wrong query."""
-    if isinstance(exc, OSError | OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and is_storage_outage(exc)
 
 
 async def _registered(

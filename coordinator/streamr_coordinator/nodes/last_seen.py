@@ -19,7 +19,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ..write_behind import WriteBehind, is_transient
+from ..errors import is_database_away
+from ..write_behind import WriteBehind
 from .models import Node
 
 log = logging.getLogger("streamr.nodes")
@@ -78,8 +79,9 @@ class LastSeenRecorder:
         self._batch.put(node_id, (at, public_url, version))
 
     async def flush(self) -> None:
-        """Write every pending node now. A failed batch is not retried: each of its nodes is
-        written again at its next heartbeat (a coarse timestamp loses nothing meanwhile)."""
+        """Write every pending node now. A batch the database could not take (busy or away)
+        waits for the next flush; one it refused is written again at each node's next heartbeat
+        (a coarse timestamp loses nothing meanwhile)."""
         await self._batch.flush()
 
     async def _write(self, batch: dict[str, tuple[datetime, str | None, str]]) -> None:
@@ -103,7 +105,7 @@ class LastSeenRecorder:
                         await session.execute(statement, rows)
                 await session.commit()
         except Exception as exc:
-            if is_transient(exc):
+            if is_database_away(exc):
                 # The database is busy or away (SQLite's one writer at a time, a restart): the
                 # batch waits for the next flush, which the next heartbeat brings.
                 self._batch.put_back(batch)

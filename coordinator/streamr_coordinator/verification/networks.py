@@ -33,7 +33,8 @@ from streamr_protocol.ingest import read_or_create_secret
 
 from ..bulk import insert_rows
 from ..database import insert_once, utcnow
-from ..write_behind import WriteBehind, is_transient
+from ..errors import is_database_away
+from ..write_behind import WriteBehind
 from .models import NodeNetwork
 
 log = logging.getLogger("streamr.verification")
@@ -168,7 +169,8 @@ class NetworkHasher:
             await record_network(session, node_id, network, utcnow())
 
     async def flush(self) -> None:
-        """Write every pending (node, network) now; what fails is written on its next sighting."""
+        """Write every pending (node, network) now; a batch the database could not take (busy
+        or away) waits for the next flush, what it refused is written on its next sighting."""
         await self._batch.flush()
 
     async def _write(self, batch: dict[tuple[str, str], datetime]) -> None:
@@ -180,7 +182,7 @@ class NetworkHasher:
             # A node deleted meanwhile fails the whole statement: the others one by one.
             await self._write_each(batch)
         except Exception as exc:
-            if is_transient(exc):
+            if is_database_away(exc):
                 # The database is busy or away: the batch waits for the next flush.
                 self._batch.put_back(batch)
                 log.warning("node networks: batch kept for a retry", extra={"rows": len(batch)})

@@ -96,9 +96,10 @@ class RoutingInputsCache:
             return inputs
         return RoutingInputs(with_sent(inputs.candidates, sent), inputs.signals)
 
-    def sent(self, stream_id: str, node_id: str) -> None:
-        """A session was sent to ``node_id`` first: count it until the node's load can show it."""
-        if self._ttl_s <= 0:
+    def sent(self, stream_id: str, node_id: str | None) -> None:
+        """A session was sent to ``node_id`` first (None: the origin, not counted): count it
+        until the node's load can show it."""
+        if self._ttl_s <= 0 or node_id is None:
             return
         if stream_id not in self._sent and len(self._sent) >= MAX_STREAMS:
             self._sent.clear()

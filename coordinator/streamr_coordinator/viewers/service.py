@@ -85,8 +85,7 @@ async def open_session(
     # A new session has no history: routed before the row is written, which keeps SQLite's
     # write lock short.
     sources = await _ordered_sources(ctx, session, stream, SessionView())
-    if sources[0].node_id is not None:
-        ctx.routing_inputs.sent(stream.id, sources[0].node_id)
+    ctx.routing_inputs.sent(stream.id, sources[0].node_id)
     row = ViewerSessionRow(
         stream_id=stream.id,
         expires_at=expires_at,
@@ -153,8 +152,7 @@ async def session_sources(
     values: dict[str, object] = {}
     if sources[0].node_id != row.node_id:  # the node the session sticks to from now on
         values["node_id"] = sources[0].node_id
-        if sources[0].node_id is not None:
-            ctx.routing_inputs.sent(stream.id, sources[0].node_id)
+        ctx.routing_inputs.sent(stream.id, sources[0].node_id)
     if row.sources_polls < SOURCES_POLLS_COUNTED:
         values["sources_polls"] = ViewerSessionRow.sources_polls + 1
     if values:
